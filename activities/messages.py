@@ -1,0 +1,79 @@
+"""Writing the assistant's message as the model produces it.
+
+`MessageWriter` creates the `message_creation` step and the assistant message lazily, when the
+first text arrives (so a call that fails before producing anything leaves no empty message behind),
+then appends `thread.message.delta` events in batches — one event per flush interval, not one per
+token — and finally stores the full text.
+
+Delta events are keyed by their character offset in the message. When a model call is retried
+after a crash, the new attempt re-generates from the start: text up to what earlier attempts already
+emitted is not emitted again, only what goes beyond it. `thread.message.completed` always carries
+the full stored text, which is authoritative (the SDK's stream handler replaces its snapshot with
+it), so what a streaming client ends with equals what the thread holds.
+"""
+
+from __future__ import annotations
+
+import time
+
+from assistants.store import Store
+from workflows.shared import Usage
+
+
+class MessageWriter:
+    def __init__(
+        self, store: Store, run_id: str, step_id: str, message_id: str, flush_interval_s: float
+    ) -> None:
+        self._store = store
+        self._run_id = run_id
+        self._step_id = step_id
+        self._message_id = message_id
+        self._interval = flush_interval_s
+        self.text = ""
+        self._emitted = 0  # characters of `text` covered by delta events
+        self._begun = False
+        self._last_flush = 0.0
+
+    async def _begin(self) -> None:
+        if self._begun:
+            return
+        await self._store.runs.begin_message(self._run_id, self._step_id, self._message_id)
+        self._emitted = len(await self._previously_emitted())
+        self._begun = True
+
+    async def _previously_emitted(self) -> str:
+        """Text that earlier attempts of this call already streamed."""
+        return await self._store.runs.emitted_message_text(self._run_id, self._message_id)
+
+    async def add(self, text: str) -> None:
+        self.text += text
+        await self._begin()
+        if time.monotonic() - self._last_flush >= self._interval:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._begun or len(self.text) <= self._emitted:
+            return
+        pending = self.text[self._emitted :]
+        offset = self._emitted
+        await self._store.runs.append_message_delta(
+            self._run_id,
+            self._message_id,
+            key=f"delta:{self._message_id}:{offset}",
+            text=pending,
+            first=offset == 0,
+        )
+        self._emitted = len(self.text)
+        self._last_flush = time.monotonic()
+
+    async def complete(self, usage: Usage, *, truncated: bool) -> None:
+        await self._begin()
+        await self.flush()
+        await self._store.runs.complete_message(
+            self._run_id,
+            self._step_id,
+            self._message_id,
+            self.text,
+            usage.as_object(),
+            truncated=truncated,
+        )

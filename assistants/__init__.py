@@ -1,0 +1,1 @@
+"""Durable Assistants: the OpenAI Assistants API v2 on Temporal."""

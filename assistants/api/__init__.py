@@ -1,0 +1,1 @@
+"""The HTTP API: OpenAI's Assistants v2 routes on Starlette."""

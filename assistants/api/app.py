@@ -1,0 +1,127 @@
+"""The ASGI application: routes under `/v1`, authentication, OpenAI-shaped errors, and the
+lifespan that opens the store, connects to Temporal and runs the queued-run sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from assistants.api.auth import Authenticator, require_beta_header
+from assistants.api.context import Services
+from assistants.api.http import error_response
+from assistants.api.routes import assistants, runs, threads
+from assistants.config import Settings
+from assistants.errors import APIError, InvalidRequest, MethodNotAllowed, NotFound
+from assistants.launcher import RunLauncher
+from assistants.store import Store
+from assistants.temporal import connect
+
+log = structlog.get_logger(__name__)
+
+
+class AuthMiddleware:
+    """Pure ASGI (no response buffering, so SSE streams pass straight through)."""
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+        self._app = app
+        self._auth = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self._app(scope, receive, send)
+            return
+        request = Request(scope)
+        try:
+            project_id = await self._auth.project_for(request)
+            require_beta_header(request)
+        except APIError as error:
+            await error_response(error)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["project_id"] = project_id
+        structlog.contextvars.bind_contextvars(project_id=project_id)
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            structlog.contextvars.unbind_contextvars("project_id")
+
+
+async def _api_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(NotFound(f"Invalid URL ({request.method} {request.url.path})"))
+    if exc.status_code == 405:
+        return error_response(
+            MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}.")
+        )
+    return error_response(InvalidRequest(str(exc.detail)))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", path=request.url.path, exc_info=exc)
+    return JSONResponse(
+        {
+            "error": {
+                "message": "The server had an error while processing your request.",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        },
+        status_code=500,
+    )
+
+
+async def _health(_: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(services: Services, *, sweep: bool = True) -> Starlette:
+    """The application around ready-made services (the caller owns their lifetime)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(services.launcher.sweep_forever()) if sweep else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    v1 = runs.routes + assistants.routes + threads.routes  # /threads/runs before /threads/{id}
+    app = Starlette(
+        routes=[Route("/healthz", _health), Mount("/v1", routes=v1)],
+        exception_handlers={
+            APIError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.add_middleware(AuthMiddleware, authenticator=Authenticator(services.store.projects))
+    return app
+
+
+async def build_services(settings: Settings) -> Services:
+    store = Store.from_url(settings.resolved_database_url)
+    await store.migrate()
+    if settings.bootstrap_api_key:
+        await store.projects.add_key("default", settings.bootstrap_api_key)
+    client = await connect(settings)
+    return Services(settings=settings, store=store, launcher=RunLauncher(settings, store, client))

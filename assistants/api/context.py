@@ -1,0 +1,23 @@
+"""The services a request handler can reach, stored on the application state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from assistants.config import Settings
+from assistants.launcher import RunLauncher
+from assistants.store import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    launcher: RunLauncher
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found

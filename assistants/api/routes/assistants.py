@@ -1,0 +1,77 @@
+"""`/v1/assistants`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from assistants.api.context import services
+from assistants.api.http import json_body, ok, page_params, project
+from assistants.api.schemas import (
+    AssistantCreate,
+    AssistantModify,
+    dump_optional,
+    dump_tools,
+    parse,
+)
+
+
+def _fields(body: AssistantCreate | AssistantModify, *, partial: bool) -> dict[str, Any]:
+    given = body.model_fields_set if partial else set(type(body).model_fields)
+    data: dict[str, Any] = {}
+    for name in given - {"reasoning_effort"}:
+        value = getattr(body, name)
+        if name == "model" and value is None:
+            continue  # the model can be changed, not removed
+        if name == "tools":
+            data[name] = dump_tools(value)
+        elif name == "metadata":
+            data[name] = value or {}
+        else:
+            data[name] = dump_optional(value)
+    return data
+
+
+async def create(request: Request) -> Response:
+    body = parse(AssistantCreate, await json_body(request))
+    fields = _fields(body, partial=False)
+    return ok(await services(request).store.assistants.create(project(request), fields))
+
+
+async def retrieve(request: Request) -> Response:
+    assistant_id = request.path_params["assistant_id"]
+    return ok(await services(request).store.assistants.get(project(request), assistant_id))
+
+
+async def modify(request: Request) -> Response:
+    body = parse(AssistantModify, await json_body(request))
+    fields = _fields(body, partial=True)
+    assistant_id = request.path_params["assistant_id"]
+    return ok(
+        await services(request).store.assistants.modify(project(request), assistant_id, fields)
+    )
+
+
+async def delete(request: Request) -> Response:
+    assistant_id = request.path_params["assistant_id"]
+    return ok(await services(request).store.assistants.delete(project(request), assistant_id))
+
+
+async def list_(request: Request) -> Response:
+    return ok(
+        await services(request).store.assistants.list_assistants(
+            project(request), page_params(request)
+        )
+    )
+
+
+routes = [
+    Route("/assistants", create, methods=["POST"]),
+    Route("/assistants", list_, methods=["GET"]),
+    Route("/assistants/{assistant_id}", retrieve, methods=["GET"]),
+    Route("/assistants/{assistant_id}", modify, methods=["POST"]),
+    Route("/assistants/{assistant_id}", delete, methods=["DELETE"]),
+]

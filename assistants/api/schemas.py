@@ -1,0 +1,441 @@
+"""Request bodies, validated with pydantic and reported the way OpenAI reports bad input.
+
+Models forbid unknown fields (OpenAI: "Unrecognized request argument supplied"), enforce the
+spec's limits (metadata 16 pairs / 64-char keys / 512-char values, 128 assistant tools, 20 run
+tools, …), and `to_api_error` turns pydantic's error into a 400 naming the offending parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from assistants.errors import InvalidRequest
+
+TOOL_TYPES = ("code_interpreter", "file_search", "function")
+FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def _check_metadata(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > 16:
+        raise ValueError(
+            "too many properties. Expected an object with at most 16 properties, "
+            f"but got an object with {len(value)} properties instead."
+        )
+    for key, item in value.items():
+        if len(key) > 64:
+            raise ValueError(
+                f"key '{key[:20]}…' is too long. Expected a key with at most 64 characters, "
+                f"but got a key with {len(key)} characters instead."
+            )
+        if len(item) > 512:
+            raise ValueError(
+                f"value of '{key}' is too long. Expected a string with at most 512 characters, "
+                f"but got a string with {len(item)} characters instead."
+            )
+    return value
+
+
+Metadata = Annotated[dict[str, str], AfterValidator(_check_metadata)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+# --- tools ------------------------------------------------------------------------------------
+
+
+class FunctionDefinition(Strict):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+    @model_validator(mode="after")
+    def _name(self) -> FunctionDefinition:
+        if not FUNCTION_NAME.match(self.name):
+            raise ValueError(
+                f"function name '{self.name}' must be 1-64 characters of a-z, A-Z, 0-9, _ and -."
+            )
+        return self
+
+
+class FunctionTool(Strict):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class RankingOptions(Strict):
+    ranker: Literal["auto", "default_2024_08_21"] | None = None
+    score_threshold: float = Field(ge=0, le=1)
+
+
+class FileSearchOptions(Strict):
+    max_num_results: int | None = Field(default=None, ge=1, le=50)
+    ranking_options: RankingOptions | None = None
+
+
+class FileSearchTool(Strict):
+    type: Literal["file_search"]
+    file_search: FileSearchOptions | None = None
+
+
+class CodeInterpreterTool(Strict):
+    type: Literal["code_interpreter"]
+
+
+def _tool_type_known(value: Any) -> Any:
+    if isinstance(value, dict) and value.get("type") not in TOOL_TYPES:
+        raise ValueError(
+            f"Invalid value: '{value.get('type')}'. Supported values are: "
+            "'code_interpreter', 'function', and 'file_search'."
+        )
+    return value
+
+
+Tool = Annotated[
+    FunctionTool | FileSearchTool | CodeInterpreterTool,
+    Field(discriminator="type"),
+    BeforeValidator(_tool_type_known),
+]
+
+
+def _unique_function_names(tools: list[Any]) -> list[Any]:
+    names = [t.function.name for t in tools if isinstance(t, FunctionTool)]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise ValueError(f"duplicate function name '{sorted(duplicates)[0]}'.")
+    return tools
+
+
+AssistantTools = Annotated[
+    list[Tool], Field(max_length=128), AfterValidator(_unique_function_names)
+]
+RunTools = Annotated[list[Tool], Field(max_length=20), AfterValidator(_unique_function_names)]
+
+
+# --- shared pieces ------------------------------------------------------------------------------
+
+
+class JSONSchemaFormat(Strict):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormatText(Strict):
+    type: Literal["text"]
+
+
+class ResponseFormatJSONObject(Strict):
+    type: Literal["json_object"]
+
+
+class ResponseFormatJSONSchema(Strict):
+    type: Literal["json_schema"]
+    json_schema: JSONSchemaFormat
+
+
+ResponseFormat = (
+    Literal["auto"]
+    | Annotated[
+        ResponseFormatText | ResponseFormatJSONObject | ResponseFormatJSONSchema,
+        Field(discriminator="type"),
+    ]
+)
+
+
+class CodeInterpreterResources(Strict):
+    file_ids: list[str] = Field(default_factory=list, max_length=20)
+
+
+class FileSearchResources(Strict):
+    vector_store_ids: list[str] = Field(default_factory=list, max_length=1)
+    vector_stores: list[dict[str, Any]] | None = Field(default=None, max_length=1)
+
+
+class ToolResources(Strict):
+    code_interpreter: CodeInterpreterResources | None = None
+    file_search: FileSearchResources | None = None
+
+
+class TextPart(Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(Strict):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImageURLPart(Strict):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class ImageFile(Strict):
+    file_id: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImageFilePart(Strict):
+    type: Literal["image_file"]
+    image_file: ImageFile
+
+
+ContentPart = Annotated[TextPart | ImageURLPart | ImageFilePart, Field(discriminator="type")]
+
+
+class AttachmentTool(Strict):
+    type: Literal["code_interpreter", "file_search"]
+
+
+class Attachment(Strict):
+    file_id: str
+    tools: list[AttachmentTool] = Field(default_factory=list)
+
+
+class MessageCreate(Strict):
+    role: Literal["user", "assistant"]
+    content: Annotated[str, Field(min_length=1)] | Annotated[list[ContentPart], Field(min_length=1)]
+    attachments: list[Attachment] | None = None
+    metadata: Metadata | None = None
+
+    def stored(self) -> dict[str, Any]:
+        """The message as the store keeps it: content as API content blocks."""
+        if isinstance(self.content, str):
+            blocks: list[dict[str, Any]] = [
+                {"type": "text", "text": {"value": self.content, "annotations": []}}
+            ]
+        else:
+            blocks = []
+            for part in self.content:
+                if isinstance(part, TextPart):
+                    blocks.append({"type": "text", "text": {"value": part.text, "annotations": []}})
+                else:
+                    blocks.append(part.model_dump(exclude_none=True))
+        return {
+            "role": self.role,
+            "content": blocks,
+            "attachments": [a.model_dump() for a in self.attachments or []],
+            "metadata": self.metadata or {},
+        }
+
+
+# --- assistants --------------------------------------------------------------------------------
+
+
+class AssistantCreate(Strict):
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    name: Annotated[str, Field(max_length=256)] | None = None
+    description: Annotated[str, Field(max_length=512)] | None = None
+    instructions: Annotated[str, Field(max_length=256_000)] | None = None
+    tools: AssistantTools = Field(default_factory=list)
+    tool_resources: ToolResources | None = None
+    metadata: Metadata | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+
+
+class AssistantModify(Strict):
+    model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    name: Annotated[str, Field(max_length=256)] | None = None
+    description: Annotated[str, Field(max_length=512)] | None = None
+    instructions: Annotated[str, Field(max_length=256_000)] | None = None
+    tools: AssistantTools | None = None
+    tool_resources: ToolResources | None = None
+    metadata: Metadata | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+
+
+# --- threads and messages ------------------------------------------------------------------------
+
+
+class ThreadCreate(Strict):
+    messages: Annotated[list[MessageCreate], Field(max_length=32)] | None = None
+    tool_resources: ToolResources | None = None
+    metadata: Metadata | None = None
+
+
+class ThreadModify(Strict):
+    tool_resources: ToolResources | None = None
+    metadata: Metadata | None = None
+
+
+class MessageModify(Strict):
+    metadata: Metadata | None = None
+
+
+# --- runs ----------------------------------------------------------------------------------------
+
+
+class TruncationStrategy(Strict):
+    type: Literal["auto", "last_messages"]
+    last_messages: Annotated[int, Field(ge=1)] | None = None
+
+
+class ToolChoiceFunction(Strict):
+    name: str
+
+
+class ToolChoiceObject(Strict):
+    type: Literal["function", "code_interpreter", "file_search"]
+    function: ToolChoiceFunction | None = None
+
+    @model_validator(mode="after")
+    def _function_named(self) -> ToolChoiceObject:
+        if self.type == "function" and self.function is None:
+            raise ValueError("a function tool choice must name the function.")
+        return self
+
+
+ToolChoice = Literal["none", "auto", "required"] | ToolChoiceObject
+TokenLimit = Annotated[int, Field(ge=256)]
+
+
+class _RunOptions(Strict):
+    assistant_id: Annotated[str, Field(min_length=1)]
+    model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    instructions: Annotated[str, Field(max_length=256_000)] | None = None
+    tools: RunTools | None = None
+    metadata: Metadata | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    stream: bool | None = None
+    max_prompt_tokens: TokenLimit | None = None
+    max_completion_tokens: TokenLimit | None = None
+    truncation_strategy: TruncationStrategy | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+
+
+class RunCreate(_RunOptions):
+    additional_instructions: Annotated[str, Field(max_length=256_000)] | None = None
+    additional_messages: Annotated[list[MessageCreate], Field(max_length=32)] | None = None
+
+
+class ThreadAndRunCreate(_RunOptions):
+    thread: ThreadCreate | None = None
+    tool_resources: ToolResources | None = None
+
+
+class RunModify(Strict):
+    metadata: Metadata | None = None
+
+
+# --- error translation ---------------------------------------------------------------------------
+
+
+def _param(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif (
+            part in TOOL_TYPES
+            or part
+            in (
+                "str",
+                "list[...]",
+                "literal['auto']",
+                "function-after[_check_metadata(), dict[str,str]]",
+            )
+            or part.startswith(("function-", "tagged-union", "literal["))
+        ):
+            continue  # pydantic's union branch labels are not part of the parameter path
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+_TYPE_NAMES = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "float_type": "a decimal",
+    "float_parsing": "a decimal",
+    "bool_type": "a boolean",
+    "bool_parsing": "a boolean",
+    "dict_type": "an object",
+    "list_type": "an array",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+def to_api_error(error: ValidationError) -> InvalidRequest:
+    first = error.errors()[0]
+    kind = first["type"]
+    param = _param(tuple(first["loc"]))
+    if kind == "missing":
+        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
+    if kind == "extra_forbidden":
+        return InvalidRequest(f"Unrecognized request argument supplied: {param}", param=param)
+    if kind in _TYPE_NAMES:
+        got = type(first.get("input")).__name__
+        got = {
+            "str": "a string",
+            "int": "an integer",
+            "float": "a decimal",
+            "bool": "a boolean",
+            "dict": "an object",
+            "list": "an array",
+            "NoneType": "null",
+        }.get(got, got)
+        return InvalidRequest(
+            f"Invalid type for '{param}': expected {_TYPE_NAMES[kind]}, but got {got} instead.",
+            param=param,
+            code="invalid_type",
+        )
+    message = first["msg"].removeprefix("Value error, ")
+    if kind == "value_error" and message.startswith("Invalid value:"):
+        return InvalidRequest(
+            message, param=f"{param}.type" if param else None, code="invalid_value"
+        )
+    return InvalidRequest(f"Invalid '{param}': {message}", param=param, code="invalid_value")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], body: Any) -> M:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        raise to_api_error(error) from None
+
+
+# --- storage forms -------------------------------------------------------------------------------
+
+
+def dump_tools(tools: list[Any] | None) -> list[dict[str, Any]]:
+    return [t.model_dump(exclude_none=True) for t in tools or []]
+
+
+def dump_optional(value: Any) -> Any:
+    """A nested model (or literal) as JSON, without unset optional keys; None stays None."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_none=True, by_alias=True)
+    return value

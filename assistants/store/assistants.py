@@ -1,0 +1,76 @@
+"""Assistants: create, read, modify, delete, list, scoped to a project."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from assistants.errors import NotFound
+from assistants.ids import new_id
+from assistants.store import objects
+from assistants.store.db import Database
+from assistants.store.pagination import PageParams, fetch_page, list_object
+from assistants.store.tables import assistants
+
+JSONDict = dict[str, Any]
+
+
+class AssistantStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, project_id: str, fields: JSONDict) -> JSONDict:
+        assistant_id = new_id("asst")
+        async with self._db.write() as conn:
+            await conn.execute(
+                assistants.insert().values(
+                    id=assistant_id, project_id=project_id, created_at=int(time.time()), **fields
+                )
+            )
+            row = (
+                await conn.execute(select(assistants).where(assistants.c.id == assistant_id))
+            ).one()
+        return objects.assistant(row)
+
+    async def get(
+        self, project_id: str, assistant_id: str, *, param: str | None = None
+    ) -> JSONDict:
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(assistants).where(
+                        assistants.c.id == assistant_id, assistants.c.project_id == project_id
+                    )
+                )
+            ).first()
+        if row is None:
+            raise NotFound.object("assistant", assistant_id, param=param)
+        return objects.assistant(row)
+
+    async def modify(self, project_id: str, assistant_id: str, fields: JSONDict) -> JSONDict:
+        where = (assistants.c.id == assistant_id) & (assistants.c.project_id == project_id)
+        async with self._db.write() as conn:
+            if fields:
+                await conn.execute(update(assistants).where(where).values(**fields))
+            row = (await conn.execute(select(assistants).where(where))).first()
+        if row is None:
+            raise NotFound.object("assistant", assistant_id)
+        return objects.assistant(row)
+
+    async def delete(self, project_id: str, assistant_id: str) -> JSONDict:
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                delete(assistants).where(
+                    assistants.c.id == assistant_id, assistants.c.project_id == project_id
+                )
+            )
+        if result.rowcount == 0:
+            raise NotFound.object("assistant", assistant_id)
+        return objects.deleted("assistant", assistant_id)
+
+    async def list_assistants(self, project_id: str, page: PageParams) -> JSONDict:
+        async with self._db.read() as conn:
+            result = await fetch_page(conn, assistants, assistants.c.project_id == project_id, page)
+        return list_object([objects.assistant(r) for r in result.rows], result.has_more)

@@ -1,0 +1,80 @@
+"""The durable per-run event log.
+
+Every run state change, step and message event is appended here, in the same transaction as the
+state change it describes, as the exact SSE payload (`event` name plus JSON `data`) that the
+streaming endpoints serve. Appends are idempotent on `key` (an activity retried after a crash
+re-appends nothing) and ordered by a per-run sequence number taken from `runs.event_seq` with an
+UPDATE, which serialises concurrent appenders (API and worker) on the run's row.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assistants.store.tables import run_events, runs
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    seq: int
+    event: str
+    data: str  # JSON text, exactly as served
+
+
+async def append(
+    conn: AsyncConnection, run_id: str, key: str, event: str, data: dict[str, Any]
+) -> int | None:
+    """Append one event unless `key` is already in the run's log. Returns the new seq or None."""
+    existing = await conn.scalar(
+        select(run_events.c.seq).where(run_events.c.run_id == run_id, run_events.c.key == key)
+    )
+    if existing is not None:
+        return None
+    seq = await conn.scalar(
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(event_seq=runs.c.event_seq + 1)
+        .returning(runs.c.event_seq)
+    )
+    if seq is None:
+        raise LookupError(f"run {run_id} does not exist")
+    await conn.execute(
+        run_events.insert().values(
+            run_id=run_id,
+            seq=seq,
+            key=key,
+            event=event,
+            data=json.dumps(data, separators=(",", ":")),
+            created_at=int(time.time()),
+        )
+    )
+    return int(seq)
+
+
+async def read(
+    conn: AsyncConnection, run_id: str, after_seq: int = 0, limit: int = 1000
+) -> list[RunEvent]:
+    result = await conn.execute(
+        select(run_events.c.seq, run_events.c.event, run_events.c.data)
+        .where(run_events.c.run_id == run_id, run_events.c.seq > after_seq)
+        .order_by(run_events.c.seq)
+        .limit(limit)
+    )
+    return [RunEvent(seq=r.seq, event=r.event, data=r.data) for r in result]
+
+
+async def data_with_key_prefix(
+    conn: AsyncConnection, run_id: str, prefix: str
+) -> list[dict[str, Any]]:
+    result = await conn.execute(
+        select(run_events.c.data)
+        .where(run_events.c.run_id == run_id, run_events.c.key.startswith(prefix, autoescape=True))
+        .order_by(run_events.c.seq)
+    )
+    return [json.loads(r.data) for r in result]

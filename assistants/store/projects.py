@@ -1,0 +1,73 @@
+"""Projects and their API keys.
+
+Keys are shown once and stored only as SHA-256 hashes (they are high-entropy random tokens, so a
+fast hash is the right tool); each belongs to exactly one project.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+
+from sqlalchemy import select
+
+from assistants.ids import new_id
+from assistants.store.db import Database
+from assistants.store.tables import api_keys, projects
+
+DEFAULT_PROJECT = "default"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    return "sk-da-" + secrets.token_urlsafe(32)
+
+
+class ProjectStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def ensure_project(self, name: str) -> str:
+        async with self._db.write() as conn:
+            existing = await conn.scalar(select(projects.c.id).where(projects.c.name == name))
+            if existing is not None:
+                return str(existing)
+            project_id = "proj_" + name if name == DEFAULT_PROJECT else new_id("proj")
+            await conn.execute(
+                projects.insert().values(id=project_id, name=name, created_at=int(time.time()))
+            )
+            return project_id
+
+    async def add_key(self, project_name: str, key: str | None = None) -> str:
+        """Register `key` (or a new random one) for the project; returns the key. Idempotent."""
+        key = key or generate_key()
+        project_id = await self.ensure_project(project_name)
+        digest = hash_key(key)
+        async with self._db.write() as conn:
+            owner = await conn.scalar(
+                select(api_keys.c.project_id).where(api_keys.c.key_hash == digest)
+            )
+            if owner is None:
+                await conn.execute(
+                    api_keys.insert().values(
+                        id=new_id("key"),
+                        project_id=project_id,
+                        key_hash=digest,
+                        hint=key[-4:],
+                        created_at=int(time.time()),
+                    )
+                )
+            elif owner != project_id:
+                raise ValueError("that key already belongs to another project")
+        return key
+
+    async def project_for_key(self, key: str) -> str | None:
+        async with self._db.read() as conn:
+            owner = await conn.scalar(
+                select(api_keys.c.project_id).where(api_keys.c.key_hash == hash_key(key))
+            )
+        return None if owner is None else str(owner)

@@ -1,0 +1,38 @@
+"""Connecting to Temporal, and the run inputs derived from settings."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from temporalio.client import Client
+
+from assistants.config import Settings
+from workflows.shared import RunTimeouts
+
+log = structlog.get_logger(__name__)
+
+
+async def connect(settings: Settings, *, attempts: int = 60, delay_s: float = 1.0) -> Client:
+    """Connect, retrying for a while: in `dev` and in compose set-ups Temporal may still be
+    starting when we do."""
+    last: Exception | None = None
+    for _ in range(attempts):
+        try:
+            return await Client.connect(
+                settings.temporal_address, namespace=settings.temporal_namespace
+            )
+        except RuntimeError as error:  # the core SDK reports connection failures as RuntimeError
+            last = error
+            await asyncio.sleep(delay_s)
+    raise RuntimeError(f"could not connect to Temporal at {settings.temporal_address}: {last}")
+
+
+def run_timeouts(settings: Settings) -> RunTimeouts:
+    return RunTimeouts(
+        model_call_s=settings.model_timeout_s + 30,
+        model_heartbeat_s=settings.model_heartbeat_timeout_s,
+        retry_initial_s=settings.model_retry_initial_interval_s,
+        retry_max_interval_s=settings.model_retry_max_interval_s,
+        retry_max_attempts=settings.model_retry_max_attempts,
+    )

@@ -1,0 +1,190 @@
+"""A throw-away PostgreSQL cluster for tests.
+
+Why it exists: the store must behave the same on PostgreSQL as on SQLite
+(locking, JSON, concurrent writers), so tests need a real server, and they must
+not depend on one being installed as a service, configured, or shared.  This
+starts a private cluster in a temp directory on a free loopback port, with
+durability switched off for speed, and deletes everything on stop.
+
+PostgreSQL refuses to run as root, so under root the server runs as the
+``postgres`` system user (via ``runuser``) in a directory that user owns.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["PostgresCluster"]
+
+_BIN_DIRS = [Path("/usr/local/bin"), Path("/usr/lib/postgresql/15/bin")]
+_SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
+_SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+}
+_DATABASE = "assistants"
+
+
+def _bin_dir() -> Path | None:
+    for directory in _BIN_DIRS:
+        if all((directory / name).exists() for name in _SERVER_BINARIES):
+            return directory
+    return None
+
+
+def _psql() -> str | None:
+    return shutil.which("psql") or next(
+        (str(p) for p in (Path("/usr/local/bin/psql"), Path("/usr/bin/psql")) if p.exists()), None
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PostgresCluster:
+    """A private PostgreSQL cluster on 127.0.0.1, deleted on stop."""
+
+    def __init__(self, base_dir: Path | None = None) -> None:
+        """``base_dir`` holds the temp directory (default: the system temp dir).
+
+        Under root the ``postgres`` user must be able to reach it, which rules out
+        pytest's ``tmp_path`` (its root is mode 0700).
+        """
+        self._base_dir = base_dir
+        self._dir: Path | None = None
+        self._port: int | None = None
+
+    @staticmethod
+    def available() -> bool:
+        """True if the server binaries and psql are installed (and, under root, a postgres user)."""
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                return False
+        return _bin_dir() is not None and _psql() is not None
+
+    @property
+    def directory(self) -> Path | None:
+        """The temp directory holding data, socket and server.log while running."""
+        return self._dir
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("PostgresCluster is not running")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the "assistants" database."""
+        return self._url(_DATABASE)
+
+    def _url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> PostgresCluster:
+        """initdb, start on a free port, wait until ready, create "assistants"."""
+        if self._dir is not None:
+            raise RuntimeError("PostgresCluster is already running")
+        bin_dir = _bin_dir()
+        if bin_dir is None:
+            raise RuntimeError("PostgreSQL server binaries not found")
+        self._dir = Path(tempfile.mkdtemp(prefix="pg-", dir=self._base_dir))
+        try:
+            if os.geteuid() == 0:
+                shutil.chown(self._dir, user="postgres", group="postgres")
+            data = self._dir / "data"
+            self._run(
+                str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions",
+            )  # fmt: skip
+            settings = {**_SETTINGS, "unix_socket_directories": f"'{self._dir}'"}
+            with (data / "postgresql.conf").open("a") as conf:
+                conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+            self._start_server(bin_dir, data)
+            self._sql(f'CREATE DATABASE "{_DATABASE}"')
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_server(self, bin_dir: Path, data: Path) -> None:
+        assert self._dir is not None
+        for attempt in range(3):  # the free port can be taken before we bind it
+            port = _free_port()
+            try:
+                self._run(
+                    str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(self._dir / "server.log"),
+                    "-o", f"-p {port}", "-w", "-t", "60", "start",
+                )  # fmt: skip
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+            else:
+                self._port = port
+                return
+
+    def stop(self) -> None:
+        """Stop the server immediately and delete its directory (idempotent)."""
+        directory, self._dir, self._port = self._dir, None, None
+        if directory is None:
+            return
+        bin_dir = _bin_dir()
+        if bin_dir is not None and (directory / "data" / "postmaster.pid").exists():
+            pg_ctl = str(bin_dir / "pg_ctl")
+            self._run(
+                pg_ctl, "-D", str(directory / "data"), "-m", "immediate", "-w", "stop", check=False
+            )
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def create_database(self, name: str) -> str:
+        """Create a database and return its SQLAlchemy asyncpg URL."""
+        quoted = name.replace('"', '""')
+        self._sql(f'CREATE DATABASE "{quoted}"')
+        return self._url(name)
+
+    def __enter__(self) -> PostgresCluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _sql(self, statement: str) -> None:
+        psql = _psql()
+        if psql is None:
+            raise RuntimeError("psql not found")
+        command = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"]
+        command += ["-p", str(self.port), "-U", "postgres", "-d", "postgres", "-c", statement]
+        self._run(*command, as_postgres=False)
+
+    def _run(self, *command: str, check: bool = True, as_postgres: bool = True) -> None:
+        if as_postgres and os.geteuid() == 0:
+            command = ("runuser", "-u", "postgres", "--", *command)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if check and result.returncode != 0:
+            log = self._dir / "server.log" if self._dir else None
+            server_log = log.read_text()[-2000:] if log and log.exists() else ""
+            raise RuntimeError(
+                f"{' '.join(command)} failed ({result.returncode}):\n"
+                f"{result.stdout}{result.stderr}{server_log}"
+            )

@@ -1,0 +1,56 @@
+"""The Temporal worker: build the dependencies, register `RunWorkflow` and its activities, run.
+
+`python worker.py` and `durable-assistants worker` both land in `run_worker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.model import ModelActivities
+from activities.runs import RunStateActivities
+from assistants.backends import ChatBackend
+from assistants.backends.factory import backend_from_settings
+from assistants.config import Settings
+from assistants.logging import configure_logging
+from assistants.store import Store
+from assistants.temporal import connect
+from workflows.run import RunWorkflow
+
+
+def build_worker(client: Client, settings: Settings, store: Store, backend: ChatBackend) -> Worker:
+    model = ModelActivities(store, backend, settings.event_flush_interval_ms / 1000)
+    state = RunStateActivities(store)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[RunWorkflow],
+        activities=[model.generate, state.mark_in_progress, state.finish],
+        graceful_shutdown_timeout=timedelta(seconds=10),
+        max_concurrent_activities=200,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    store = Store.from_url(settings.resolved_database_url)
+    await store.migrate()
+    client = await connect(settings)
+    worker = build_worker(client, settings, store, backend_from_settings(settings))
+    try:
+        await worker.run()
+    finally:
+        await store.close()
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    asyncio.run(run_worker(settings))
+
+
+if __name__ == "__main__":
+    main()

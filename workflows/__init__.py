@@ -1,0 +1,1 @@
+"""Temporal workflows. They only orchestrate: every I/O happens in `activities`."""
