@@ -1,0 +1,1 @@
+"""Test support: the process stack under test and the OpenAPI contract checker."""

@@ -1,0 +1,183 @@
+"""The system under test as real processes: `durable-assistants api` and `durable-assistants
+worker`, each a subprocess configured only through `ASSISTANTS_*` variables, against the real
+Temporal dev server, a real database and the scripted model server.
+
+Tests drive it with the real `openai` SDK; crash tests SIGKILL and restart its processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+
+from assistants.devserver import free_port
+
+FAST_SETTINGS = {
+    "ASSISTANTS_MODEL_RETRY_INITIAL_INTERVAL_S": "0.2",
+    "ASSISTANTS_MODEL_RETRY_MAX_INTERVAL_S": "1",
+    "ASSISTANTS_MODEL_HEARTBEAT_TIMEOUT_S": "2",
+    "ASSISTANTS_POLL_AFTER_MS": "50",
+    "ASSISTANTS_REQUEUE_AFTER_S": "2",
+    "ASSISTANTS_LOG_FORMAT": "json",
+}
+
+
+class Stack:
+    def __init__(
+        self,
+        *,
+        name: str,
+        database_url: str,
+        temporal_address: str,
+        model_base_url: str,
+        workdir: Path,
+        overrides: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.database_url = database_url
+        self.temporal_address = temporal_address
+        self.model_base_url = model_base_url
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.api_port = free_port()
+        self.task_queue = f"assistants-{name}-{uuid.uuid4().hex[:8]}"
+        self.api_key = f"sk-test-{name}-{uuid.uuid4().hex[:8]}"
+        self.overrides = overrides or {}
+        self.api: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}/v1"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANTS_")}
+        env.update(FAST_SETTINGS)
+        env.update(
+            {
+                "ASSISTANTS_DATABASE_URL": self.database_url,
+                "ASSISTANTS_TEMPORAL_ADDRESS": self.temporal_address,
+                "ASSISTANTS_TASK_QUEUE": self.task_queue,
+                "ASSISTANTS_MODEL_BASE_URL": self.model_base_url,
+                "ASSISTANTS_MODEL_API_KEY": "scripted",
+                "ASSISTANTS_API_HOST": "127.0.0.1",
+                "ASSISTANTS_API_PORT": str(self.api_port),
+                "ASSISTANTS_BOOTSTRAP_API_KEY": self.api_key,
+                "ASSISTANTS_DATA_DIR": str(self.workdir / "data"),
+            }
+        )
+        env.update(self.overrides)
+        return env
+
+    def _spawn(self, command: str, log_name: str) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / log_name, "ab")  # noqa: SIM115 - owned by the child
+        return subprocess.Popen(
+            [sys.executable, "-m", "assistants.cli", command],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "assistants.cli", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        return result.stdout
+
+    def start_api(self, timeout_s: float = 60.0) -> None:
+        self.api = self._spawn("api", "api.log")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.api.poll() is not None:
+                raise RuntimeError(f"api exited; see {self.workdir / 'api.log'}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.api_port}/healthz", timeout=1).is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("api did not start")
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        worker = self._spawn("worker", "worker.log")
+        self.workers.append(worker)
+        return worker
+
+    def start(self) -> Stack:
+        self.start_api()
+        self.start_worker()
+        return self
+
+    @staticmethod
+    def _kill(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGKILL) -> None:
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def kill_workers(self) -> None:
+        for worker in self.workers:
+            self._kill(worker)
+        self.workers.clear()
+
+    def kill_api(self) -> None:
+        self._kill(self.api)
+        self.api = None
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            self._kill(worker, signal.SIGTERM)
+        self.workers.clear()
+        self._kill(self.api, signal.SIGTERM)
+        self.api = None
+
+    # --- clients -----------------------------------------------------------------------------
+
+    def client(self, api_key: str | None = None, **kwargs: Any) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=self.base_url,
+            api_key=api_key or self.api_key,
+            max_retries=kwargs.pop("max_retries", 0),
+            _strict_response_validation=True,
+            **kwargs,
+        )
+
+    def async_client(self, api_key: str | None = None) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=api_key or self.api_key,
+            max_retries=0,
+            _strict_response_validation=True,
+        )
+
+    def http(self, api_key: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base_url,
+            headers={
+                "Authorization": f"Bearer {api_key or self.api_key}",
+                "OpenAI-Beta": "assistants=v2",
+            },
+            timeout=30,
+        )
