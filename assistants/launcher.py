@@ -9,6 +9,7 @@ idempotent (a duplicate id is rejected), so sweeping and a slow first start neve
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -54,6 +55,9 @@ class RunLauncher:
             id=run["id"],
             task_queue=self._settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            # Bounded, so an unreachable Temporal delays the HTTP answer by seconds, not minutes:
+            # the run is already safe in the store and the sweeper will start it.
+            rpc_timeout=timedelta(seconds=5),
             **options,
         )
 

@@ -1,0 +1,122 @@
+"""Cancelling runs, and runs expiring on their durable timer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from assistants.devserver import TemporalDevServer
+from assistants.testing.scripted_model import Reply, ScriptedModel
+from tests.conftest import database_url, wait_for_status
+from tests.support.stack import Stack
+
+
+def _wait(predicate: object, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_cancel_stops_the_model_call(client: openai.OpenAI, model: ScriptedModel) -> None:
+    assistant = client.beta.assistants.create(model="gpt-4o")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Talk slowly"}])
+    model.enqueue(Reply(text="word " * 200, tokens_per_second=10))
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    _wait(lambda: model.in_flight == 1)
+    wait_for_status(client, thread.id, run.id, {"in_progress"})
+    time.sleep(0.5)  # let some text stream
+
+    cancelling = client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+    assert cancelling.status == "cancelling"
+    cancelled = client.beta.threads.runs.poll(run.id, thread_id=thread.id)
+    assert cancelled.status == "cancelled" and cancelled.cancelled_at is not None
+    assert cancelled.expires_at is None
+    _wait(lambda: model.in_flight == 0, timeout=5)  # the model stream was really closed
+
+    message = client.beta.threads.messages.list(thread_id=thread.id).data[0]
+    assert message.role == "assistant" and message.status == "incomplete"
+    assert message.incomplete_details is not None
+    assert message.incomplete_details.reason == "run_cancelled"
+    step = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id).data[0]
+    assert step.status == "cancelled" and step.cancelled_at is not None
+
+    with pytest.raises(openai.BadRequestError) as error:
+        client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+    assert error.value.message == "Error code: 400 - Cannot cancel run with status 'cancelled'."
+    # The thread is free.
+    model.enqueue(Reply(text="Done."))
+    again = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert again.status == "completed"
+
+
+def test_cancel_a_queued_run_before_the_model_answers(
+    client: openai.OpenAI, model: ScriptedModel
+) -> None:
+    assistant = client.beta.assistants.create(model="gpt-4o")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+    model.enqueue(Reply(text="late", ttft=20))
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    cancelled = client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+    assert cancelled.status == "cancelling"
+    final = client.beta.threads.runs.poll(run.id, thread_id=thread.id)
+    assert final.status == "cancelled"
+    _wait(lambda: model.in_flight == 0, timeout=5)
+    # No message was produced, so nothing is left behind.
+    assert [m.role for m in client.beta.threads.messages.list(thread_id=thread.id)] == ["user"]
+
+
+def test_cancel_of_a_completed_run_is_refused(client: openai.OpenAI, model: ScriptedModel) -> None:
+    assistant = client.beta.assistants.create(model="gpt-4o")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    with pytest.raises(openai.BadRequestError) as error:
+        client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+    assert error.value.message == "Error code: 400 - Cannot cancel run with status 'completed'."
+    assert client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "completed"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def short_expiry_stack(
+    request: pytest.FixtureRequest,
+    temporal: TemporalDevServer,
+    model: ScriptedModel,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp(f"expiry-{request.param}")
+    stack = Stack(
+        name=f"expiry-{request.param}",
+        database_url=database_url(request.param, request, workdir, "expiry"),
+        temporal_address=temporal.address,
+        model_base_url=model.base_url,
+        workdir=workdir,
+        overrides={"ASSISTANTS_RUN_EXPIRES_AFTER_S": "3"},
+    )
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def test_a_run_that_takes_too_long_expires(short_expiry_stack: Stack, model: ScriptedModel) -> None:
+    client = short_expiry_stack.client()
+    assistant = client.beta.assistants.create(model="gpt-4o")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+    model.enqueue(Reply(text="too late " * 50, tokens_per_second=4))
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.expires_at == run.created_at + 3
+    final = client.beta.threads.runs.poll(run.id, thread_id=thread.id)
+    assert final.status == "expired" and final.expires_at is None
+    _wait(lambda: model.in_flight == 0, timeout=5)
+    message = client.beta.threads.messages.list(thread_id=thread.id).data[0]
+    assert message.status == "incomplete"
+    assert message.incomplete_details is not None
+    assert message.incomplete_details.reason == "run_expired"
+    step = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id).data[0]
+    assert step.status == "expired" and step.expired_at is not None
+    # The thread is unlocked and a new run works.
+    model.enqueue(Reply(text="quick"))
+    again = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert again.status == "completed"
