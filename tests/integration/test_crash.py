@@ -1,0 +1,125 @@
+"""Crash recovery with real processes: SIGKILL the worker mid-stream, restart the API, restart the
+Temporal server (state persisted) — and every run still completes exactly once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from assistants.devserver import TemporalDevServer
+from assistants.testing.scripted_model import Reply, ScriptedModel
+from tests.conftest import database_url, wait_for_status
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.slow
+
+ANSWER = "Penguins are flightless birds that live almost exclusively in the Southern Hemisphere. " * 3
+
+
+@pytest.fixture(scope="module")
+def own_temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalDevServer]:
+    """A Temporal server of this module's own, so restarting it disturbs no other test."""
+    workdir = tmp_path_factory.mktemp("crash-temporal")
+    server = TemporalDevServer(db_file=workdir / "temporal.db", log_file=workdir / "temporal.log")
+    with server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def crash_stack(
+    request: pytest.FixtureRequest,
+    own_temporal: TemporalDevServer,
+    model: ScriptedModel,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    name = f"crash-{request.param}-{request.node.originalname}"[:60]
+    workdir = tmp_path_factory.mktemp(name)
+    stack = Stack(
+        name=request.param,
+        database_url=database_url(request.param, request, workdir, name.replace("-", "_")),
+        temporal_address=own_temporal.address,
+        model_base_url=model.base_url,
+        workdir=workdir,
+    )
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def _start_slow_run(client: openai.OpenAI, model: ScriptedModel) -> tuple[str, str]:
+    assistant = client.beta.assistants.create(model="gpt-4o")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Penguins?"}])
+    # ~64 chunks at 20/s: about three seconds of streaming per attempt.
+    slow = Reply(text=ANSWER, tokens_per_second=20, prompt_tokens=12, completion_tokens=64)
+    model.enqueue(slow, slow)
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    return thread.id, run.id
+
+
+def _assert_completed_once(client: openai.OpenAI, thread_id: str, run_id: str) -> None:
+    run = wait_for_status(client, thread_id, run_id, {"completed", "failed", "expired"}, 90)
+    assert run.status == "completed", run.last_error
+    assert run.usage is not None
+    assert (run.usage.prompt_tokens, run.usage.completion_tokens) == (12, 64)
+    messages = client.beta.threads.messages.list(thread_id=thread_id)
+    assert [m.role for m in messages] == ["assistant", "user"]  # exactly one assistant message
+    assert messages.data[0].content[0].type == "text"
+    assert messages.data[0].content[0].text.value == ANSWER
+    steps = client.beta.threads.runs.steps.list(thread_id=thread_id, run_id=run_id)
+    assert [s.status for s in steps] == ["completed"]
+    # The thread lock was released.
+    client.beta.threads.messages.create(thread_id=thread_id, role="user", content="Thanks")
+
+
+def test_worker_sigkill_while_the_model_streams(crash_stack: Stack, model: ScriptedModel) -> None:
+    client = crash_stack.client()
+    thread_id, run_id = _start_slow_run(client, model)
+    model.wait_for_requests(1)
+    time.sleep(1.0)  # mid-stream: part of the answer is already in the event log
+    crash_stack.kill_workers()
+    assert client.beta.threads.runs.retrieve(run_id, thread_id=thread_id).status == "in_progress"
+    crash_stack.start_worker()
+    _assert_completed_once(client, thread_id, run_id)
+    assert len(model.requests) == 2  # the interrupted call was retried once, on the new worker
+
+
+def test_api_restart_mid_run(crash_stack: Stack, model: ScriptedModel) -> None:
+    client = crash_stack.client()
+    thread_id, run_id = _start_slow_run(client, model)
+    model.wait_for_requests(1)
+    crash_stack.kill_api()
+    time.sleep(1.0)
+    crash_stack.start_api()
+    _assert_completed_once(client, thread_id, run_id)
+
+
+def test_temporal_restart_mid_run(
+    crash_stack: Stack, own_temporal: TemporalDevServer, model: ScriptedModel
+) -> None:
+    client = crash_stack.client()
+    thread_id, run_id = _start_slow_run(client, model)
+    model.wait_for_requests(1)
+    own_temporal.kill()
+    time.sleep(1.0)
+    own_temporal.start()
+    _assert_completed_once(client, thread_id, run_id)
+
+
+def test_run_created_while_temporal_is_down_starts_when_it_is_back(
+    crash_stack: Stack, own_temporal: TemporalDevServer, model: ScriptedModel
+) -> None:
+    client = crash_stack.client()
+    assistant = client.beta.assistants.create(model="gpt-4o")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hello?"}])
+    own_temporal.kill()
+    try:
+        model.enqueue(Reply(text="Back online."))
+        run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+        assert run.status == "queued"  # safe in the store, not yet a workflow
+    finally:
+        own_temporal.start()
+    final = wait_for_status(client, thread.id, run.id, {"completed", "failed"}, 60)
+    assert final.status == "completed"
