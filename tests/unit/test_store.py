@@ -1,0 +1,120 @@
+"""The store on SQLite and on PostgreSQL: migrations, the thread lock, idempotent transitions and
+the event log's ordering and idempotency."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from assistants.errors import InvalidRequest
+from assistants.store import Store
+from assistants.store.events import append, read
+from assistants.testing.postgres import PostgresCluster
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    else:
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        url = cluster.create_database(f"unit_{next(_counter)}_{int(time.time())}")
+    store = Store.from_url(url)
+    assert await store.migrate() == [1]
+    yield store
+    await store.close()
+
+
+def run_fields(assistant_id: str) -> dict[str, object]:
+    now = int(time.time())
+    return {
+        "assistant_id": assistant_id,
+        "created_at": now,
+        "expires_at": now + 600,
+        "model": "m",
+        "instructions": "",
+        "additional_instructions": None,
+        "tools": [],
+        "metadata": {},
+        "temperature": None,
+        "top_p": None,
+        "max_prompt_tokens": None,
+        "max_completion_tokens": None,
+        "truncation_strategy": {"type": "auto", "last_messages": None},
+        "response_format": None,
+        "tool_choice": None,
+        "parallel_tool_calls": True,
+    }
+
+
+async def test_migrations_are_idempotent(store: Store) -> None:
+    assert await store.migrate() == []
+
+
+async def test_thread_lock_and_release(store: Store) -> None:
+    assistant = await store.assistants.create("p", {"model": "m", "tools": [], "metadata": {}})
+    thread = await store.threads.create("p", {}, None, [])
+    run = await store.runs.create("p", thread["id"], run_fields(assistant["id"]), [])
+    with pytest.raises(InvalidRequest, match="already has an active run"):
+        await store.runs.create("p", thread["id"], run_fields(assistant["id"]), [])
+    with pytest.raises(InvalidRequest, match="Can't add messages"):
+        await store.threads.create_message(
+            "p", thread["id"], {"role": "user", "content": [], "metadata": {}}
+        )
+    first = await store.runs.finish(
+        run["id"], "failed", last_error={"code": "server_error", "message": "x"}
+    )
+    again = await store.runs.finish(run["id"], "completed")  # a late writer changes nothing
+    assert first["status"] == again["status"] == "failed"
+    assert again["expires_at"] is None and again["failed_at"] is not None
+    await store.runs.create("p", thread["id"], run_fields(assistant["id"]), [])
+
+
+async def test_event_log_is_ordered_and_idempotent(store: Store) -> None:
+    assistant = await store.assistants.create("p", {"model": "m", "tools": [], "metadata": {}})
+    thread = await store.threads.create("p", {}, None, [])
+    run = await store.runs.create("p", thread["id"], run_fields(assistant["id"]), [])
+    assert await store.runs.mark_in_progress(run["id"]) == "in_progress"
+    assert await store.runs.mark_in_progress(run["id"]) == "in_progress"  # retried: no new event
+    await store.runs.begin_message(run["id"], "step_1", "msg_1")
+    await store.runs.begin_message(run["id"], "step_1", "msg_1")
+    async with store.db.write() as conn:
+        assert await append(conn, run["id"], "delta:msg_1:0", "thread.message.delta", {"n": 1})
+        assert (
+            await append(conn, run["id"], "delta:msg_1:0", "thread.message.delta", {"n": 2}) is None
+        )
+    await store.runs.complete_message(
+        run["id"],
+        "step_1",
+        "msg_1",
+        "Hello",
+        {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        truncated=False,
+    )
+    await store.runs.finish(run["id"], "completed")
+    await store.runs.finish(run["id"], "completed")
+    async with store.db.read() as conn:
+        events = await read(conn, run["id"])
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert [e.event for e in events] == [
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        "thread.run.step.created",
+        "thread.run.step.in_progress",
+        "thread.message.created",
+        "thread.message.in_progress",
+        "thread.message.delta",
+        "thread.message.completed",
+        "thread.run.step.completed",
+        "thread.run.completed",
+    ]
+    completed = json.loads(events[8].data)
+    assert completed["content"][0]["text"]["value"] == "Hello"
+    assert json.loads(events[-1].data)["status"] == "completed"
