@@ -4,6 +4,7 @@ overrides of the assistant's settings, truncation."""
 from __future__ import annotations
 
 import openai
+from openai.types.shared_params import ResponseFormatJSONSchema
 
 from assistants.testing.scripted_model import Reply, ScriptedModel
 
@@ -12,7 +13,9 @@ def test_max_completion_tokens_makes_the_run_incomplete(
     client: openai.OpenAI, model: ScriptedModel
 ) -> None:
     assistant = client.beta.assistants.create(model="gpt-4o")
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "What is a penguin?"}])
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": "What is a penguin?"}]
+    )
     model.enqueue(Reply(text="A penguin is a flightless seabird from the", finish_reason="length"))
     run = client.beta.threads.runs.create_and_poll(
         thread_id=thread.id, assistant_id=assistant.id, max_completion_tokens=256
@@ -103,15 +106,18 @@ def test_response_format_and_additional_instructions(
         "content": "You are a helpful assistant.\n\nMake sure your output is in JSON format.",
     }
 
-    schema = {"type": "object", "properties": {"fact": {"type": "string"}}, "required": ["fact"]}
+    schema: dict[str, object] = {
+        "type": "object",
+        "properties": {"fact": {"type": "string"}},
+        "required": ["fact"],
+    }
     model.enqueue(Reply(text='{"fact": "They swim."}'))
+    structured: ResponseFormatJSONSchema = {
+        "type": "json_schema",
+        "json_schema": {"name": "fact", "schema": schema, "strict": True},
+    }
     run = client.beta.threads.runs.create_and_poll(
-        thread_id=thread.id,
-        assistant_id=assistant.id,
-        response_format={
-            "type": "json_schema",
-            "json_schema": {"name": "fact", "schema": schema, "strict": True},
-        },
+        thread_id=thread.id, assistant_id=assistant.id, response_format=structured
     )
     assert run.status == "completed"
     assert model.requests[-1]["response_format"] == {
@@ -120,9 +126,7 @@ def test_response_format_and_additional_instructions(
     }
 
 
-def test_run_overrides_and_additional_messages(
-    client: openai.OpenAI, model: ScriptedModel
-) -> None:
+def test_run_overrides_and_additional_messages(client: openai.OpenAI, model: ScriptedModel) -> None:
     assistant = client.beta.assistants.create(
         model="gpt-4o", instructions="Assistant instructions.", temperature=0.2, top_p=0.9
     )
