@@ -31,7 +31,8 @@ with workflow.unsafe.imports_passed_through():
         Usage,
     )
 
-# Store writes: quick, retried patiently (a store outage must not strand a run), but bounded.
+# Store writes are short and idempotent, so they run as local activities (no task-queue round
+# trip per transition); retried patiently — a store outage must not strand a run — but bounded.
 STATE_TIMEOUT = timedelta(seconds=30)
 STATE_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
@@ -84,7 +85,7 @@ class RunWorkflow:
             # cancellation reaches it), so nothing is written after the terminal event.
             with contextlib.suppress(asyncio.CancelledError, ActivityError):
                 await body
-        await workflow.execute_activity_method(
+        await workflow.execute_local_activity_method(
             RunStateActivities.finish,
             FinishInput(
                 run_id=run.run_id,
@@ -107,7 +108,7 @@ class RunWorkflow:
         )
 
     async def _drive(self, run: RunInput) -> _Outcome:
-        status = await workflow.execute_activity_method(
+        status = await workflow.execute_local_activity_method(
             RunStateActivities.mark_in_progress,
             run.run_id,
             start_to_close_timeout=STATE_TIMEOUT,

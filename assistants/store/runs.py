@@ -115,13 +115,6 @@ class RunStore:
     async def _scoped_row(
         self, conn: AsyncConnection, project_id: str, thread_id: str, run_id: str
     ) -> Row[Any]:
-        thread = await conn.scalar(
-            select(threads.c.seq).where(
-                threads.c.id == thread_id, threads.c.project_id == project_id
-            )
-        )
-        if thread is None:
-            raise NotFound.object("thread", thread_id)
         row = (
             await conn.execute(
                 select(runs).where(
@@ -131,9 +124,16 @@ class RunStore:
                 )
             )
         ).first()
-        if row is None:
-            raise NotFound.object("run", run_id)
-        return row
+        if row is not None:
+            return row
+        thread = await conn.scalar(
+            select(threads.c.seq).where(
+                threads.c.id == thread_id, threads.c.project_id == project_id
+            )
+        )
+        if thread is None:
+            raise NotFound.object("thread", thread_id)
+        raise NotFound.object("run", run_id)
 
     async def get(self, project_id: str, thread_id: str, run_id: str) -> JSONDict:
         async with self._db.read() as conn:

@@ -16,7 +16,9 @@ from tests.support.stack import Stack
 
 pytestmark = pytest.mark.slow
 
-ANSWER = "Penguins are flightless birds that live almost exclusively in the Southern Hemisphere. " * 3
+ANSWER = (
+    "Penguins are flightless birds that live almost exclusively in the Southern Hemisphere. " * 3
+)
 
 
 @pytest.fixture(scope="module")
