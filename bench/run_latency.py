@@ -173,7 +173,10 @@ async def breakdown(temporal: str, run_ids: list[str]) -> dict[str, float]:
                 add("activity: schedule → start (dispatch)", (t - scheduled[sid]).total_seconds())
             elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
                 sid = event.activity_task_completed_event_attributes.scheduled_event_id
-                add(f"activity {names[sid]}: schedule → completed", (t - scheduled[sid]).total_seconds())
+                add(
+                    f"activity {names[sid]}: schedule → completed",
+                    (t - scheduled[sid]).total_seconds(),
+                )
     return {name: round(statistics.mean(values), 1) for name, values in parts.items()}
 
 
@@ -220,9 +223,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 elapsed, run_id = await one_run(client, assistant.id, poll_ms=5)
                 tight.append(elapsed)
                 run_ids.append(run_id)
-            sdk = [
-                (await one_run(client, assistant.id, poll_ms=None))[0] for _ in range(args.runs)
-            ]
+            sdk = [(await one_run(client, assistant.id, poll_ms=None))[0] for _ in range(args.runs)]
             parts = await breakdown(f"127.0.0.1:{procs.temporal_port}", run_ids[:20])
             load = await throughput(client, assistant.id, args.clients, args.per_client)
             base_p50 = pct(base, 0.5)

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from assistants.api.auth import Authenticator, require_beta_header
 from assistants.api.context import Services
-from assistants.api.http import error_response
+from assistants.api.http import error_response, refuse_null_characters
 from assistants.api.routes import assistants, runs, threads
 from assistants.config import Settings
 from assistants.errors import APIError, InvalidRequest, MethodNotAllowed, NotFound
@@ -43,6 +43,7 @@ class AuthMiddleware:
         try:
             project_id = await self._auth.project_for(request)
             require_beta_header(request)
+            refuse_null_characters(request)
         except APIError as error:
             await error_response(error)(scope, receive, send)
             return

@@ -4,12 +4,13 @@ project, and OpenAI-shaped error responses."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from assistants.errors import APIError, InvalidRequest
+from assistants.errors import APIError, InvalidRequest, NotFound
 from assistants.store.pagination import PageParams
 
 
@@ -18,8 +19,8 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = json.loads(raw, parse_float=_finite, parse_constant=_not_json)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, and the two below
         raise InvalidRequest(
             "We could not parse the JSON body of your request. (HINT: This likely means you "
             "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
@@ -27,7 +28,59 @@ async def json_body(request: Request) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    where = _null_character_at(body)
+    if where is not None:
+        raise InvalidRequest(
+            f"Invalid '{where}': string contains a null character (\\u0000).",
+            param=where,
+            code="invalid_value",
+        )
     return body
+
+
+def _finite(text: str) -> float:
+    # `1e400` parses to infinity, which no response (and no PostgreSQL JSON column) can hold.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's json accepts NaN and Infinity; JSON does not
+
+
+def _null_character_at(value: Any, path: str = "") -> str | None:
+    """The parameter path of the first string (or key) holding U+0000, which PostgreSQL text
+    cannot store: refused on every backend alike."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else key
+            found = inner if "\x00" in key else _null_character_at(item, inner)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _null_character_at(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def refuse_null_characters(request: Request) -> None:
+    """No id contains U+0000 (and PostgreSQL cannot even compare one): such a path names nothing,
+    such a query parameter is invalid."""
+    if "\x00" in request.url.path:
+        raise NotFound(f"Invalid URL ({request.method} {request.url.path})")
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise InvalidRequest(
+                f"Invalid '{name}': string contains a null character (\\u0000).",
+                param=name,
+                code="invalid_value",
+            )
 
 
 def page_params(request: Request) -> PageParams:

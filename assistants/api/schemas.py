@@ -1,12 +1,14 @@
 """Request bodies, validated with pydantic and reported the way OpenAI reports bad input.
 
-Models forbid unknown fields (OpenAI: "Unrecognized request argument supplied"), enforce the
-spec's limits (metadata 16 pairs / 64-char keys / 512-char values, 128 assistant tools, 20 run
-tools, …), and `to_api_error` turns pydantic's error into a 400 naming the offending parameter.
+Models forbid unknown fields (OpenAI: "Unrecognized request argument supplied"), take JSON types
+as they are (strict: `"yes"` is not a boolean, `"1"` is not a number), enforce the spec's limits
+(metadata 16 pairs / 64-char keys / 512-char values, 128 assistant tools, 20 run tools, …), and
+`to_api_error` turns pydantic's error into a 400 naming the offending parameter.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -17,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -50,7 +53,7 @@ Metadata = Annotated[dict[str, str], AfterValidator(_check_metadata)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # --- tools ------------------------------------------------------------------------------------
@@ -62,13 +65,14 @@ class FunctionDefinition(Strict):
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
-    @model_validator(mode="after")
-    def _name(self) -> FunctionDefinition:
-        if not FUNCTION_NAME.match(self.name):
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not FUNCTION_NAME.match(name):
             raise ValueError(
-                f"function name '{self.name}' must be 1-64 characters of a-z, A-Z, 0-9, _ and -."
+                f"function name '{name}' must be 1-64 characters of a-z, A-Z, 0-9, _ and -."
             )
-        return self
+        return name
 
 
 class FunctionTool(Strict):
@@ -78,7 +82,7 @@ class FunctionTool(Strict):
 
 class RankingOptions(Strict):
     ranker: Literal["auto", "default_2024_08_21"] | None = None
-    score_threshold: float = Field(ge=0, le=1)
+    score_threshold: float = Field(ge=0.0, le=1.0)
 
 
 class FileSearchOptions(Strict):
@@ -96,7 +100,8 @@ class CodeInterpreterTool(Strict):
 
 
 def _tool_type_known(value: Any) -> Any:
-    if isinstance(value, dict) and value.get("type") not in TOOL_TYPES:
+    # Without a `type` the tagged union reports the missing parameter itself.
+    if isinstance(value, dict) and "type" in value and value["type"] not in TOOL_TYPES:
         raise ValueError(
             f"Invalid value: '{value.get('type')}'. Supported values are: "
             "'code_interpreter', 'function', and 'file_search'."
@@ -246,8 +251,8 @@ class AssistantCreate(Strict):
     tools: AssistantTools = Field(default_factory=list)
     tool_resources: ToolResources | None = None
     metadata: Metadata | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     response_format: ResponseFormat | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
 
@@ -260,8 +265,8 @@ class AssistantModify(Strict):
     tools: AssistantTools | None = None
     tool_resources: ToolResources | None = None
     metadata: Metadata | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     response_format: ResponseFormat | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
 
@@ -308,7 +313,7 @@ class ToolChoiceObject(Strict):
 
 
 ToolChoice = Literal["none", "auto", "required"] | ToolChoiceObject
-TokenLimit = Annotated[int, Field(ge=256)]
+TokenLimit = Annotated[int, Field(ge=256, le=2_147_483_647)]  # stored as a 32-bit integer
 
 
 class _RunOptions(Strict):
@@ -317,8 +322,8 @@ class _RunOptions(Strict):
     instructions: Annotated[str, Field(max_length=256_000)] | None = None
     tools: RunTools | None = None
     metadata: Metadata | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     stream: bool | None = None
     max_prompt_tokens: TokenLimit | None = None
     max_completion_tokens: TokenLimit | None = None
@@ -346,23 +351,32 @@ class RunModify(Strict):
 # --- error translation ---------------------------------------------------------------------------
 
 
-def _param(loc: tuple[int | str, ...]) -> str:
+def _path(loc: tuple[int | str, ...], body: Any, *, missing: bool) -> list[int | str]:
+    """The parameter path of an error location, walked along the request body.
+
+    pydantic's locations also name the union member it tried (`constrained-str`,
+    `list[tagged-union[...]]`, a tag such as `function`, …). Only the steps that exist in the body
+    are the parameter (plus, for a missing parameter, its name at the end); the rest are labels.
+    """
+    path: list[int | str] = []
+    node = body
+    for index, part in enumerate(loc):
+        if isinstance(part, int):
+            path.append(part)
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+        elif isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif missing and index == len(loc) - 1:
+            path.append(part)
+    return path
+
+
+def _param(path: list[int | str]) -> str:
     out = ""
-    for part in loc:
+    for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif (
-            part in TOOL_TYPES
-            or part
-            in (
-                "str",
-                "list[...]",
-                "literal['auto']",
-                "function-after[_check_metadata(), dict[str,str]]",
-            )
-            or part.startswith(("function-", "tagged-union", "literal["))
-        ):
-            continue  # pydantic's union branch labels are not part of the parameter path
         else:
             out += f".{part}" if out else part
     return out
@@ -381,31 +395,119 @@ _TYPE_NAMES = {
     "model_type": "an object",
     "model_attributes_type": "an object",
 }
+_JSON_TYPE_NAMES = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a decimal",
+    "bool": "a boolean",
+    "dict": "an object",
+    "list": "an array",
+    "NoneType": "null",
+}
+# Errors that only say "this union member does not fit"; another member's error explains more.
+_MISMATCHES = {*_TYPE_NAMES, "literal_error"}
 
 
-def to_api_error(error: ValidationError) -> InvalidRequest:
-    first = error.errors()[0]
-    kind = first["type"]
-    param = _param(tuple(first["loc"]))
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _quoted(value: Any) -> str:
+    return f"'{value}'" if isinstance(value, str) else json.dumps(value)
+
+
+def _choices(expected: str) -> str:
+    """pydantic's "'a', 'b' or 'c'" as OpenAI writes it: "'a', 'b', and 'c'"."""
+    values = re.findall(r"'[^']*'", expected)
+    if len(values) < 2:
+        return expected
+    if len(values) == 2:
+        return f"{values[0]} and {values[1]}"
+    return ", ".join(values[:-1]) + f", and {values[-1]}"
+
+
+def _pick(errors: list[Any], body: Any) -> tuple[Any, list[int | str]]:
+    """The error to report: the first parameter's, and among a union's errors for it the one that
+    reaches deepest into the body (then one that is not a mere type mismatch)."""
+    first_field = errors[0]["loc"][:1]
+    candidates = [
+        (error, _path(tuple(error["loc"]), body, missing=error["type"] == "missing"))
+        for error in errors
+        if error["loc"][:1] == first_field
+    ]
+    return max(candidates, key=lambda c: (len(c[1]), c[0]["type"] not in _MISMATCHES))
+
+
+def to_api_error(error: ValidationError, body: Any) -> InvalidRequest:
+    first, path = _pick(error.errors(), body)
+    kind, ctx, value = first["type"], first.get("ctx") or {}, first.get("input")
+    param = _param(path)
     if kind == "missing":
         return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
     if kind == "extra_forbidden":
         return InvalidRequest(f"Unrecognized request argument supplied: {param}", param=param)
     if kind in _TYPE_NAMES:
-        got = type(first.get("input")).__name__
-        got = {
-            "str": "a string",
-            "int": "an integer",
-            "float": "a decimal",
-            "bool": "a boolean",
-            "dict": "an object",
-            "list": "an array",
-            "NoneType": "null",
-        }.get(got, got)
+        got = _JSON_TYPE_NAMES.get(type(value).__name__, type(value).__name__)
         return InvalidRequest(
             f"Invalid type for '{param}': expected {_TYPE_NAMES[kind]}, but got {got} instead.",
             param=param,
             code="invalid_type",
+        )
+    if kind == "literal_error":
+        return InvalidRequest(
+            f"Invalid value: {_quoted(value)}. Supported values are: "
+            f"{_choices(str(ctx.get('expected', '')))}.",
+            param=param,
+            code="invalid_value",
+        )
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag_param = _param([*path, str(ctx.get("discriminator", "type")).strip("'")])
+        if kind == "union_tag_not_found":
+            return InvalidRequest(f"Missing required parameter: '{tag_param}'.", param=tag_param)
+        return InvalidRequest(
+            f"Invalid value: {_quoted(ctx.get('tag'))}. Supported values are: "
+            f"{_choices(str(ctx.get('expected_tags', '')))}.",
+            param=tag_param,
+            code="invalid_value",
+        )
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        above = kind.startswith("less")
+        limit = ctx.get("le", ctx.get("lt")) if above else ctx.get("ge", ctx.get("gt"))
+        sign = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<="}.get(
+            kind, "<"
+        )
+        number = "decimal" if isinstance(limit, float) else "integer"
+        where = "above maximum" if above else "below minimum"
+        return InvalidRequest(
+            f"Invalid '{param}': {number} {where} value. Expected a value {sign} "
+            f"{_number(limit)}, but got {_number(value)} instead.",
+            param=param,
+            code=f"{number}_{'above_max' if above else 'below_min'}_value",
+        )
+    if kind in ("too_long", "too_short", "string_too_long", "string_too_short"):
+        word = "string" if kind.startswith("string") else "array"
+        noun = f"a {word}" if word == "string" else f"an {word}"
+        longer = kind.endswith("too_long")
+        bound = (
+            f"maximum length {ctx.get('max_length')}"
+            if longer
+            else f"minimum length {ctx.get('min_length')}"
+        )
+        length = len(value) if isinstance(value, str | list) else ctx.get("actual_length")
+        return InvalidRequest(
+            f"Invalid '{param}': {word} too {'long' if longer else 'short'}. Expected {noun} "
+            f"with {bound}, but got {noun} with length {length} instead.",
+            param=param,
+            code=f"{word}_{'above_max' if longer else 'below_min'}_length",
+        )
+    if kind == "string_pattern_mismatch":
+        return InvalidRequest(
+            f"Invalid '{param}': string does not match pattern. Expected a string that matches "
+            f"the pattern '{ctx.get('pattern')}'.",
+            param=param,
+            code="invalid_value",
         )
     message = first["msg"].removeprefix("Value error, ")
     if kind == "value_error" and message.startswith("Invalid value:"):
@@ -424,7 +526,7 @@ def parse(model: type[M], body: Any) -> M:
     try:
         return model.model_validate(body)
     except ValidationError as error:
-        raise to_api_error(error) from None
+        raise to_api_error(error, body) from None
 
 
 # --- storage forms -------------------------------------------------------------------------------
