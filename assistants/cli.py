@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import secrets
+import signal
 import sys
 
 import uvicorn
@@ -86,7 +87,7 @@ async def _dev(settings: Settings) -> None:
         log_file=settings.data_dir / "temporal.log",
         namespace=settings.temporal_namespace,
     )
-    await asyncio.to_thread(server.start)
+    server.start()  # from the event loop's thread: the child is bound to it (see devserver)
     try:
         key = _dev_key(settings)
         settings = settings.model_copy(update={"bootstrap_api_key": key})
@@ -121,6 +122,10 @@ async def _create_key(settings: Settings, project: str) -> None:
     print(f"(a new API key for project '{project}'; it is shown only once)", file=sys.stderr)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="durable-assistants", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +139,10 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--project", default="default")
     args = parser.parse_args(argv)
 
+    # SIGTERM (systemd, docker, a benchmark's terminate()) unwinds like Ctrl-C, so `finally`
+    # blocks run and `dev` never leaves its Temporal server behind. Uvicorn re-raises the signal
+    # after its graceful shutdown, which lands here too.
+    signal.signal(signal.SIGTERM, _interrupt)
     settings = Settings()
     fmt = (
         "console"

