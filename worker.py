@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -16,10 +17,11 @@ from activities.runs import RunStateActivities
 from assistants.backends import ChatBackend
 from assistants.backends.factory import backend_from_settings
 from assistants.config import Settings
-from assistants.logging import configure_logging
 from assistants.store import Store
 from assistants.temporal import connect
 from workflows.run import RunWorkflow
+
+log = structlog.get_logger(__name__)
 
 
 def build_worker(client: Client, settings: Settings, store: Store, backend: ChatBackend) -> Worker:
@@ -41,15 +43,17 @@ async def run_worker(settings: Settings) -> None:
     client = await connect(settings)
     worker = build_worker(client, settings, store, backend_from_settings(settings))
     try:
-        await worker.run()
+        async with worker:
+            log.info("worker ready", task_queue=settings.task_queue)
+            await asyncio.Event().wait()  # until cancelled (Ctrl-C / SIGTERM)
     finally:
         await store.close()
 
 
 def main() -> None:
-    settings = Settings()
-    configure_logging(settings.log_format, settings.log_level)
-    asyncio.run(run_worker(settings))
+    from assistants.cli import main as cli_main
+
+    cli_main(["worker"])
 
 
 if __name__ == "__main__":

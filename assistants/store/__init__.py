@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from assistants.store.assistants import AssistantStore
 from assistants.store.db import Database
 from assistants.store.migrations import migrate
 from assistants.store.projects import ProjectStore
-from assistants.store.runs import RunStore
-from assistants.store.threads import ThreadStore
+from assistants.store.runs import RunStore, create_run
+from assistants.store.threads import ThreadStore, create_thread
 
 
 class Store:
@@ -38,10 +40,12 @@ class Store:
         run_fields: dict[str, Any],
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """`POST /threads/runs`: the thread, its messages and the run in one transaction."""
-        async with self.db.write() as conn:
-            thread = await self.threads.create(project_id, metadata, tool_resources, messages, conn)
-            run = await self.runs.create(project_id, thread["id"], run_fields, [], conn)
-        return thread, run
+
+        def tx(conn: Connection) -> tuple[dict[str, Any], dict[str, Any]]:
+            thread = create_thread(conn, project_id, metadata, tool_resources, messages)
+            return thread, create_run(conn, project_id, thread["id"], run_fields, [])
+
+        return await self.db.write(tx)
 
     async def migrate(self) -> list[int]:
         return await migrate(self.db)

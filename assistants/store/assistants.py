@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Connection
 
 from assistants.errors import NotFound
 from assistants.ids import new_id
@@ -23,54 +24,62 @@ class AssistantStore:
 
     async def create(self, project_id: str, fields: JSONDict) -> JSONDict:
         assistant_id = new_id("asst")
-        async with self._db.write() as conn:
-            await conn.execute(
+
+        def tx(conn: Connection) -> JSONDict:
+            conn.execute(
                 assistants.insert().values(
                     id=assistant_id, project_id=project_id, created_at=int(time.time()), **fields
                 )
             )
-            row = (
-                await conn.execute(select(assistants).where(assistants.c.id == assistant_id))
-            ).one()
-        return objects.assistant(row)
+            row = conn.execute(select(assistants).where(assistants.c.id == assistant_id)).one()
+            return objects.assistant(row)
+
+        return await self._db.write(tx)
 
     async def get(
         self, project_id: str, assistant_id: str, *, param: str | None = None
     ) -> JSONDict:
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(assistants).where(
-                        assistants.c.id == assistant_id, assistants.c.project_id == project_id
-                    )
+        def tx(conn: Connection) -> JSONDict:
+            row = conn.execute(
+                select(assistants).where(
+                    assistants.c.id == assistant_id, assistants.c.project_id == project_id
                 )
             ).first()
-        if row is None:
-            raise NotFound.object("assistant", assistant_id, param=param)
-        return objects.assistant(row)
+            if row is None:
+                raise NotFound.object("assistant", assistant_id, param=param)
+            return objects.assistant(row)
+
+        return await self._db.read(tx)
 
     async def modify(self, project_id: str, assistant_id: str, fields: JSONDict) -> JSONDict:
         where = (assistants.c.id == assistant_id) & (assistants.c.project_id == project_id)
-        async with self._db.write() as conn:
+
+        def tx(conn: Connection) -> JSONDict:
             if fields:
-                await conn.execute(update(assistants).where(where).values(**fields))
-            row = (await conn.execute(select(assistants).where(where))).first()
-        if row is None:
-            raise NotFound.object("assistant", assistant_id)
-        return objects.assistant(row)
+                conn.execute(update(assistants).where(where).values(**fields))
+            row = conn.execute(select(assistants).where(where)).first()
+            if row is None:
+                raise NotFound.object("assistant", assistant_id)
+            return objects.assistant(row)
+
+        return await self._db.write(tx)
 
     async def delete(self, project_id: str, assistant_id: str) -> JSONDict:
-        async with self._db.write() as conn:
-            result = await conn.execute(
+        def tx(conn: Connection) -> None:
+            result = conn.execute(
                 delete(assistants).where(
                     assistants.c.id == assistant_id, assistants.c.project_id == project_id
                 )
             )
-        if result.rowcount == 0:
-            raise NotFound.object("assistant", assistant_id)
+            if result.rowcount == 0:
+                raise NotFound.object("assistant", assistant_id)
+
+        await self._db.write(tx)
         return objects.deleted("assistant", assistant_id)
 
     async def list_assistants(self, project_id: str, page: PageParams) -> JSONDict:
-        async with self._db.read() as conn:
-            result = await fetch_page(conn, assistants, assistants.c.project_id == project_id, page)
-        return list_object([objects.assistant(r) for r in result.rows], result.has_more)
+        def tx(conn: Connection) -> JSONDict:
+            result = fetch_page(conn, assistants, assistants.c.project_id == project_id, page)
+            return list_object([objects.assistant(r) for r in result.rows], result.has_more)
+
+        return await self._db.read(tx)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from assistants.store.tables import run_events, runs
 
@@ -27,16 +27,14 @@ class RunEvent:
     data: str  # JSON text, exactly as served
 
 
-async def append(
-    conn: AsyncConnection, run_id: str, key: str, event: str, data: dict[str, Any]
-) -> int | None:
+def append(conn: Connection, run_id: str, key: str, event: str, data: dict[str, Any]) -> int | None:
     """Append one event unless `key` is already in the run's log. Returns the new seq or None."""
-    existing = await conn.scalar(
+    existing = conn.scalar(
         select(run_events.c.seq).where(run_events.c.run_id == run_id, run_events.c.key == key)
     )
     if existing is not None:
         return None
-    seq = await conn.scalar(
+    seq = conn.scalar(
         update(runs)
         .where(runs.c.id == run_id)
         .values(event_seq=runs.c.event_seq + 1)
@@ -44,7 +42,7 @@ async def append(
     )
     if seq is None:
         raise LookupError(f"run {run_id} does not exist")
-    await conn.execute(
+    conn.execute(
         run_events.insert().values(
             run_id=run_id,
             seq=seq,
@@ -57,10 +55,8 @@ async def append(
     return int(seq)
 
 
-async def read(
-    conn: AsyncConnection, run_id: str, after_seq: int = 0, limit: int = 1000
-) -> list[RunEvent]:
-    result = await conn.execute(
+def read(conn: Connection, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[RunEvent]:
+    result = conn.execute(
         select(run_events.c.seq, run_events.c.event, run_events.c.data)
         .where(run_events.c.run_id == run_id, run_events.c.seq > after_seq)
         .order_by(run_events.c.seq)
@@ -69,10 +65,8 @@ async def read(
     return [RunEvent(seq=r.seq, event=r.event, data=r.data) for r in result]
 
 
-async def data_with_key_prefix(
-    conn: AsyncConnection, run_id: str, prefix: str
-) -> list[dict[str, Any]]:
-    result = await conn.execute(
+def data_with_key_prefix(conn: Connection, run_id: str, prefix: str) -> list[dict[str, Any]]:
+    result = conn.execute(
         select(run_events.c.data)
         .where(run_events.c.run_id == run_id, run_events.c.key.startswith(prefix, autoescape=True))
         .order_by(run_events.c.seq)

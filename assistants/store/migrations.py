@@ -69,8 +69,7 @@ def _apply(conn: Connection) -> list[int]:
 
 async def migrate(db: Database) -> list[int]:
     """Bring the schema up to date; returns the versions applied (empty when current)."""
-    async with db.write() as conn:
-        applied = await conn.run_sync(_apply)
+    applied = await db.write(_apply)
     if applied:
         log.info("schema migrated", versions=applied)
     return applied

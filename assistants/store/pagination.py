@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Row, Table, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from assistants.errors import InvalidRequest
 
@@ -31,10 +31,10 @@ class Page:
     has_more: bool
 
 
-async def _cursor_seq(
-    conn: AsyncConnection, table: Table, scope: ColumnElement[bool], object_id: str, param: str
+def _cursor_seq(
+    conn: Connection, table: Table, scope: ColumnElement[bool], object_id: str, param: str
 ) -> int:
-    seq = await conn.scalar(select(table.c.seq).where(scope, table.c.id == object_id))
+    seq = conn.scalar(select(table.c.seq).where(scope, table.c.id == object_id))
     if seq is None:
         raise InvalidRequest(
             f"Invalid '{param}': no object with id '{object_id}' in this list.", param=param
@@ -42,24 +42,24 @@ async def _cursor_seq(
     return int(seq)
 
 
-async def fetch_page(
-    conn: AsyncConnection, table: Table, scope: ColumnElement[bool], params: PageParams
+def fetch_page(
+    conn: Connection, table: Table, scope: ColumnElement[bool], params: PageParams
 ) -> Page:
     query = select(table).where(scope)
     if params.after is not None:
-        seq = await _cursor_seq(conn, table, scope, params.after, "after")
+        seq = _cursor_seq(conn, table, scope, params.after, "after")
         query = query.where(table.c.seq < seq if params.order == "desc" else table.c.seq > seq)
     if params.before is not None:
-        seq = await _cursor_seq(conn, table, scope, params.before, "before")
+        seq = _cursor_seq(conn, table, scope, params.before, "before")
         query = query.where(table.c.seq > seq if params.order == "desc" else table.c.seq < seq)
     if params.before is not None and params.after is None:
         # Page backwards from `before`: read in the opposite order, then flip.
         reverse = table.c.seq.asc() if params.order == "desc" else table.c.seq.desc()
-        rows = list((await conn.execute(query.order_by(reverse).limit(params.limit + 1))).all())
+        rows = list((conn.execute(query.order_by(reverse).limit(params.limit + 1))).all())
         has_more = len(rows) > params.limit
         return Page(rows=list(reversed(rows[: params.limit])), has_more=has_more)
     ordering = table.c.seq.desc() if params.order == "desc" else table.c.seq.asc()
-    rows = list((await conn.execute(query.order_by(ordering).limit(params.limit + 1))).all())
+    rows = list((conn.execute(query.order_by(ordering).limit(params.limit + 1))).all())
     return Page(rows=rows[: params.limit], has_more=len(rows) > params.limit)
 
 

@@ -11,6 +11,7 @@ import secrets
 import time
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from assistants.ids import new_id
 from assistants.store.db import Database
@@ -27,32 +28,32 @@ def generate_key() -> str:
     return "sk-da-" + secrets.token_urlsafe(32)
 
 
+def _ensure_project(conn: Connection, name: str) -> str:
+    existing = conn.scalar(select(projects.c.id).where(projects.c.name == name))
+    if existing is not None:
+        return str(existing)
+    project_id = "proj_" + name if name == DEFAULT_PROJECT else new_id("proj")
+    conn.execute(projects.insert().values(id=project_id, name=name, created_at=int(time.time())))
+    return project_id
+
+
 class ProjectStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def ensure_project(self, name: str) -> str:
-        async with self._db.write() as conn:
-            existing = await conn.scalar(select(projects.c.id).where(projects.c.name == name))
-            if existing is not None:
-                return str(existing)
-            project_id = "proj_" + name if name == DEFAULT_PROJECT else new_id("proj")
-            await conn.execute(
-                projects.insert().values(id=project_id, name=name, created_at=int(time.time()))
-            )
-            return project_id
+        return await self._db.write(lambda conn: _ensure_project(conn, name))
 
     async def add_key(self, project_name: str, key: str | None = None) -> str:
         """Register `key` (or a new random one) for the project; returns the key. Idempotent."""
         key = key or generate_key()
-        project_id = await self.ensure_project(project_name)
         digest = hash_key(key)
-        async with self._db.write() as conn:
-            owner = await conn.scalar(
-                select(api_keys.c.project_id).where(api_keys.c.key_hash == digest)
-            )
+
+        def tx(conn: Connection) -> None:
+            project_id = _ensure_project(conn, project_name)
+            owner = conn.scalar(select(api_keys.c.project_id).where(api_keys.c.key_hash == digest))
             if owner is None:
-                await conn.execute(
+                conn.execute(
                     api_keys.insert().values(
                         id=new_id("key"),
                         project_id=project_id,
@@ -63,11 +64,15 @@ class ProjectStore:
                 )
             elif owner != project_id:
                 raise ValueError("that key already belongs to another project")
+
+        await self._db.write(tx)
         return key
 
     async def project_for_key(self, key: str) -> str | None:
-        async with self._db.read() as conn:
-            owner = await conn.scalar(
-                select(api_keys.c.project_id).where(api_keys.c.key_hash == hash_key(key))
+        digest = hash_key(key)
+        owner = await self._db.read(
+            lambda conn: conn.scalar(
+                select(api_keys.c.project_id).where(api_keys.c.key_hash == digest)
             )
+        )
         return None if owner is None else str(owner)

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from sqlalchemy import Row, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from assistants.errors import InvalidRequest, NotFound
 from assistants.ids import new_id
@@ -20,7 +20,7 @@ from assistants.store import events, objects
 from assistants.store.db import Database
 from assistants.store.pagination import PageParams, fetch_page, list_object
 from assistants.store.tables import messages, run_steps, runs, threads
-from assistants.store.threads import insert_message, lock_thread_row
+from assistants.store.threads import insert_message, lock_thread_row, require_thread
 
 JSONDict = dict[str, Any]
 
@@ -50,22 +50,69 @@ _MESSAGE_REASON = {
 }
 
 
-async def _run_row(conn: AsyncConnection, run_id: str, *, lock: bool = False) -> Row[Any]:
+def _run_row(conn: Connection, run_id: str, *, lock: bool = False) -> Row[Any]:
     query = select(runs).where(runs.c.id == run_id)
     if lock:
         query = query.with_for_update()
-    row = (await conn.execute(query)).first()
+    row = (conn.execute(query)).first()
     if row is None:
         raise NotFound.object("run", run_id)
     return row
 
 
-async def _run_event(
-    conn: AsyncConnection, run_id: str, status: str, key: str | None = None
-) -> JSONDict:
-    run = objects.run(await _run_row(conn, run_id))
-    await events.append(conn, run_id, key or f"run:{status}", f"thread.run.{status}", run)
+def _run_event(conn: Connection, run_id: str, status: str, key: str | None = None) -> JSONDict:
+    run = objects.run(_run_row(conn, run_id))
+    events.append(conn, run_id, key or f"run:{status}", f"thread.run.{status}", run)
     return run
+
+
+def _select_one(conn: Connection, table: Any, object_id: str) -> Row[Any]:
+    return conn.execute(select(table).where(table.c.id == object_id)).one()
+
+
+def create_run(
+    conn: Connection,
+    project_id: str,
+    thread_id: str,
+    fields: JSONDict,
+    additional_messages: list[JSONDict],
+) -> JSONDict:
+    """Take the thread lock and insert the run as `queued`, with its first two events."""
+    thread = lock_thread_row(conn, project_id, thread_id)
+    if thread.active_run_id is not None:
+        raise InvalidRequest(
+            f"Thread {thread_id} already has an active run {thread.active_run_id}."
+        )
+    run_id = new_id("run")
+    for message in additional_messages:
+        insert_message(conn, project_id, thread_id, message)
+    conn.execute(
+        runs.insert().values(
+            id=run_id,
+            project_id=project_id,
+            thread_id=thread_id,
+            status="queued",
+            event_seq=0,
+            **fields,
+        )
+    )
+    conn.execute(update(threads).where(threads.c.id == thread_id).values(active_run_id=run_id))
+    run = objects.run(_run_row(conn, run_id))
+    events.append(conn, run_id, "run:created", "thread.run.created", run)
+    events.append(conn, run_id, "run:queued", "thread.run.queued", run)
+    return run
+
+
+def _scoped_row(conn: Connection, project_id: str, thread_id: str, run_id: str) -> Row[Any]:
+    row = conn.execute(
+        select(runs).where(
+            runs.c.id == run_id, runs.c.thread_id == thread_id, runs.c.project_id == project_id
+        )
+    ).first()
+    if row is not None:
+        return row
+    require_thread(conn, project_id, thread_id)
+    raise NotFound.object("run", run_id)
 
 
 class RunStore:
@@ -75,190 +122,138 @@ class RunStore:
     # --- API side ----------------------------------------------------------------------------
 
     async def create(
-        self,
-        project_id: str,
-        thread_id: str,
-        fields: JSONDict,
-        additional_messages: list[JSONDict],
-        conn: AsyncConnection | None = None,
+        self, project_id: str, thread_id: str, fields: JSONDict, additional_messages: list[JSONDict]
     ) -> JSONDict:
-        """Take the thread lock and insert the run as `queued`, with its first two events."""
-        if conn is None:
-            async with self._db.write() as own:
-                return await self.create(project_id, thread_id, fields, additional_messages, own)
-        thread = await lock_thread_row(conn, project_id, thread_id)
-        if thread.active_run_id is not None:
-            raise InvalidRequest(
-                f"Thread {thread_id} already has an active run {thread.active_run_id}."
-            )
-        run_id = new_id("run")
-        for message in additional_messages:
-            await insert_message(conn, project_id, thread_id, message)
-        await conn.execute(
-            runs.insert().values(
-                id=run_id,
-                project_id=project_id,
-                thread_id=thread_id,
-                status="queued",
-                event_seq=0,
-                **fields,
-            )
+        return await self._db.write(
+            lambda conn: create_run(conn, project_id, thread_id, fields, additional_messages)
         )
-        await conn.execute(
-            update(threads).where(threads.c.id == thread_id).values(active_run_id=run_id)
-        )
-        run = objects.run(await _run_row(conn, run_id))
-        await events.append(conn, run_id, "run:created", "thread.run.created", run)
-        await events.append(conn, run_id, "run:queued", "thread.run.queued", run)
-        return run
-
-    async def _scoped_row(
-        self, conn: AsyncConnection, project_id: str, thread_id: str, run_id: str
-    ) -> Row[Any]:
-        row = (
-            await conn.execute(
-                select(runs).where(
-                    runs.c.id == run_id,
-                    runs.c.thread_id == thread_id,
-                    runs.c.project_id == project_id,
-                )
-            )
-        ).first()
-        if row is not None:
-            return row
-        thread = await conn.scalar(
-            select(threads.c.seq).where(
-                threads.c.id == thread_id, threads.c.project_id == project_id
-            )
-        )
-        if thread is None:
-            raise NotFound.object("thread", thread_id)
-        raise NotFound.object("run", run_id)
 
     async def get(self, project_id: str, thread_id: str, run_id: str) -> JSONDict:
-        async with self._db.read() as conn:
-            return objects.run(await self._scoped_row(conn, project_id, thread_id, run_id))
+        return await self._db.read(
+            lambda conn: objects.run(_scoped_row(conn, project_id, thread_id, run_id))
+        )
 
     async def list_runs(self, project_id: str, thread_id: str, page: PageParams) -> JSONDict:
-        async with self._db.read() as conn:
-            thread = await conn.scalar(
-                select(threads.c.seq).where(
-                    threads.c.id == thread_id, threads.c.project_id == project_id
-                )
-            )
-            if thread is None:
-                raise NotFound.object("thread", thread_id)
+        def tx(conn: Connection) -> JSONDict:
+            require_thread(conn, project_id, thread_id)
             scope = (runs.c.thread_id == thread_id) & (runs.c.project_id == project_id)
-            result = await fetch_page(conn, runs, scope, page)
-        return list_object([objects.run(r) for r in result.rows], result.has_more)
+            result = fetch_page(conn, runs, scope, page)
+            return list_object([objects.run(r) for r in result.rows], result.has_more)
+
+        return await self._db.read(tx)
 
     async def modify(
         self, project_id: str, thread_id: str, run_id: str, metadata: dict[str, str] | None
     ) -> JSONDict:
-        async with self._db.write() as conn:
-            await self._scoped_row(conn, project_id, thread_id, run_id)
+        def tx(conn: Connection) -> JSONDict:
+            _scoped_row(conn, project_id, thread_id, run_id)
             if metadata is not None:
-                await conn.execute(
-                    update(runs).where(runs.c.id == run_id).values(metadata=metadata)
-                )
-            return objects.run(await _run_row(conn, run_id))
+                conn.execute(update(runs).where(runs.c.id == run_id).values(metadata=metadata))
+            return objects.run(_run_row(conn, run_id))
+
+        return await self._db.write(tx)
 
     async def request_cancel(self, project_id: str, thread_id: str, run_id: str) -> JSONDict:
         """Move an active run to `cancelling`; the workflow finishes the job."""
-        async with self._db.write() as conn:
-            row = await self._scoped_row(conn, project_id, thread_id, run_id)
+
+        def tx(conn: Connection) -> JSONDict:
+            row = _scoped_row(conn, project_id, thread_id, run_id)
             if row.status == "cancelling":
                 return objects.run(row)
             if row.status not in ACTIVE:
                 raise InvalidRequest(f"Cannot cancel run with status '{row.status}'.")
-            await conn.execute(update(runs).where(runs.c.id == run_id).values(status="cancelling"))
-            return await _run_event(conn, run_id, "cancelling")
+            conn.execute(update(runs).where(runs.c.id == run_id).values(status="cancelling"))
+            return _run_event(conn, run_id, "cancelling")
+
+        return await self._db.write(tx)
 
     async def list_steps(
         self, project_id: str, thread_id: str, run_id: str, page: PageParams
     ) -> JSONDict:
-        async with self._db.read() as conn:
-            await self._scoped_row(conn, project_id, thread_id, run_id)
+        def tx(conn: Connection) -> JSONDict:
+            _scoped_row(conn, project_id, thread_id, run_id)
             scope = (run_steps.c.run_id == run_id) & (run_steps.c.project_id == project_id)
-            result = await fetch_page(conn, run_steps, scope, page)
-        return list_object([objects.step(r) for r in result.rows], result.has_more)
+            result = fetch_page(conn, run_steps, scope, page)
+            return list_object([objects.step(r) for r in result.rows], result.has_more)
+
+        return await self._db.read(tx)
 
     async def get_step(
         self, project_id: str, thread_id: str, run_id: str, step_id: str
     ) -> JSONDict:
-        async with self._db.read() as conn:
-            await self._scoped_row(conn, project_id, thread_id, run_id)
-            row = (
-                await conn.execute(
-                    select(run_steps).where(
-                        run_steps.c.id == step_id,
-                        run_steps.c.run_id == run_id,
-                        run_steps.c.project_id == project_id,
-                    )
+        def tx(conn: Connection) -> JSONDict:
+            _scoped_row(conn, project_id, thread_id, run_id)
+            row = conn.execute(
+                select(run_steps).where(
+                    run_steps.c.id == step_id,
+                    run_steps.c.run_id == run_id,
+                    run_steps.c.project_id == project_id,
                 )
             ).first()
-        if row is None:
-            raise NotFound.object("run step", step_id)
-        return objects.step(row)
+            if row is None:
+                raise NotFound.object("run step", step_id)
+            return objects.step(row)
+
+        return await self._db.read(tx)
 
     async def stale_queued(self, older_than_s: float) -> list[Any]:
         """Runs still `queued` (or `cancelling` before ever starting) after `older_than_s`."""
         cutoff = int(time.time() - older_than_s)
-        async with self._db.read() as conn:
-            result = await conn.execute(
-                select(
-                    runs.c.id,
-                    runs.c.status,
-                    runs.c.project_id,
-                    runs.c.thread_id,
-                    runs.c.assistant_id,
-                    runs.c.expires_at,
-                    runs.c.model,
-                )
-                .where(runs.c.status.in_(("queued", "cancelling")), runs.c.started_at.is_(None))
-                .where(runs.c.created_at <= cutoff)
+        query = (
+            select(
+                runs.c.id,
+                runs.c.status,
+                runs.c.project_id,
+                runs.c.thread_id,
+                runs.c.assistant_id,
+                runs.c.expires_at,
+                runs.c.model,
             )
-            return list(result.all())
+            .where(runs.c.status.in_(("queued", "cancelling")), runs.c.started_at.is_(None))
+            .where(runs.c.created_at <= cutoff)
+        )
+        return await self._db.read(lambda conn: list(conn.execute(query).all()))
 
     # --- worker side -------------------------------------------------------------------------
 
     async def load(self, run_id: str) -> Row[Any]:
-        async with self._db.read() as conn:
-            return await _run_row(conn, run_id)
+        return await self._db.read(lambda conn: _run_row(conn, run_id))
 
     async def context_messages(self, thread_id: str, exclude_message_id: str) -> list[Any]:
         """The thread's messages in order, for the model prompt."""
-        async with self._db.read() as conn:
-            result = await conn.execute(
-                select(messages.c.id, messages.c.role, messages.c.content, messages.c.status)
-                .where(messages.c.thread_id == thread_id, messages.c.id != exclude_message_id)
-                .order_by(messages.c.seq)
-            )
-            return list(result.all())
+        query = (
+            select(messages.c.id, messages.c.role, messages.c.content, messages.c.status)
+            .where(messages.c.thread_id == thread_id, messages.c.id != exclude_message_id)
+            .order_by(messages.c.seq)
+        )
+        return await self._db.read(lambda conn: list(conn.execute(query).all()))
 
     async def mark_in_progress(self, run_id: str) -> str:
         """`queued` → `in_progress`. Returns the status the run has afterwards."""
-        async with self._db.write() as conn:
-            row = await _run_row(conn, run_id, lock=True)
+
+        def tx(conn: Connection) -> str:
+            row = _run_row(conn, run_id, lock=True)
             if row.status != "queued":
                 return str(row.status)
-            await conn.execute(
+            conn.execute(
                 update(runs)
                 .where(runs.c.id == run_id)
                 .values(status="in_progress", started_at=int(time.time()))
             )
-            await _run_event(conn, run_id, "in_progress")
+            _run_event(conn, run_id, "in_progress")
             return "in_progress"
+
+        return await self._db.write(tx)
 
     async def begin_message(self, run_id: str, step_id: str, message_id: str) -> None:
         """Create the `message_creation` step and its empty assistant message (idempotent)."""
-        async with self._db.write() as conn:
-            run = await _run_row(conn, run_id, lock=True)
-            exists = await conn.scalar(select(run_steps.c.seq).where(run_steps.c.id == step_id))
-            if exists is not None:
+
+        def tx(conn: Connection) -> None:
+            run = _run_row(conn, run_id, lock=True)
+            if conn.scalar(select(run_steps.c.seq).where(run_steps.c.id == step_id)) is not None:
                 return
             now = int(time.time())
-            await conn.execute(
+            conn.execute(
                 run_steps.insert().values(
                     id=step_id,
                     project_id=run.project_id,
@@ -275,7 +270,7 @@ class RunStore:
                     metadata=None,
                 )
             )
-            await conn.execute(
+            conn.execute(
                 messages.insert().values(
                     id=message_id,
                     project_id=run.project_id,
@@ -290,24 +285,20 @@ class RunStore:
                     status="in_progress",
                 )
             )
-            step = objects.step(
-                (await conn.execute(select(run_steps).where(run_steps.c.id == step_id))).one()
-            )
-            message = objects.message(
-                (await conn.execute(select(messages).where(messages.c.id == message_id))).one()
-            )
-            await events.append(
-                conn, run_id, f"step:{step_id}:created", "thread.run.step.created", step
-            )
-            await events.append(
+            step = objects.step(_select_one(conn, run_steps, step_id))
+            message = objects.message(_select_one(conn, messages, message_id))
+            events.append(conn, run_id, f"step:{step_id}:created", "thread.run.step.created", step)
+            events.append(
                 conn, run_id, f"step:{step_id}:in_progress", "thread.run.step.in_progress", step
             )
-            await events.append(
+            events.append(
                 conn, run_id, f"msg:{message_id}:created", "thread.message.created", message
             )
-            await events.append(
+            events.append(
                 conn, run_id, f"msg:{message_id}:in_progress", "thread.message.in_progress", message
             )
+
+        await self._db.write(tx)
 
     async def append_message_delta(
         self, run_id: str, message_id: str, key: str, text: str, first: bool
@@ -320,13 +311,15 @@ class RunStore:
             "object": "thread.message.delta",
             "delta": {"content": [{"index": 0, "type": "text", "text": text_delta}]},
         }
-        async with self._db.write() as conn:
-            await events.append(conn, run_id, key, "thread.message.delta", delta)
+        await self._db.write(
+            lambda conn: events.append(conn, run_id, key, "thread.message.delta", delta)
+        )
 
     async def emitted_message_text(self, run_id: str, message_id: str) -> str:
         """The text already streamed for a message, from its delta events."""
-        async with self._db.read() as conn:
-            deltas = await events.data_with_key_prefix(conn, run_id, f"delta:{message_id}:")
+        deltas = await self._db.read(
+            lambda conn: events.data_with_key_prefix(conn, run_id, f"delta:{message_id}:")
+        )
         return "".join(d["delta"]["content"][0]["text"].get("value", "") for d in deltas)
 
     async def complete_message(
@@ -341,10 +334,10 @@ class RunStore:
         """Store the final text; message `completed` (or `incomplete` when cut by the token limit),
         step `completed` with its usage. Idempotent."""
         now = int(time.time())
-        async with self._db.write() as conn:
-            await _run_row(conn, run_id, lock=True)
-            msg = (await conn.execute(select(messages).where(messages.c.id == message_id))).one()
-            if msg.status == "in_progress":
+
+        def tx(conn: Connection) -> None:
+            _run_row(conn, run_id, lock=True)
+            if _select_one(conn, messages, message_id).status == "in_progress":
                 values: JSONDict = {"content": objects.text_content(text)}
                 if truncated:
                     values |= {
@@ -354,29 +347,22 @@ class RunStore:
                     }
                 else:
                     values |= {"status": "completed", "completed_at": now}
-                await conn.execute(
-                    update(messages).where(messages.c.id == message_id).values(**values)
-                )
-                message = objects.message(
-                    (await conn.execute(select(messages).where(messages.c.id == message_id))).one()
-                )
+                conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
+                message = objects.message(_select_one(conn, messages, message_id))
                 name = "thread.message.incomplete" if truncated else "thread.message.completed"
-                await events.append(conn, run_id, f"msg:{message_id}:done", name, message)
-            step_row = (
-                await conn.execute(select(run_steps).where(run_steps.c.id == step_id))
-            ).one()
-            if step_row.status == "in_progress":
-                await conn.execute(
+                events.append(conn, run_id, f"msg:{message_id}:done", name, message)
+            if _select_one(conn, run_steps, step_id).status == "in_progress":
+                conn.execute(
                     update(run_steps)
                     .where(run_steps.c.id == step_id)
                     .values(status="completed", completed_at=now, usage=usage)
                 )
-                step = objects.step(
-                    (await conn.execute(select(run_steps).where(run_steps.c.id == step_id))).one()
-                )
-                await events.append(
+                step = objects.step(_select_one(conn, run_steps, step_id))
+                events.append(
                     conn, run_id, f"step:{step_id}:done", "thread.run.step.completed", step
                 )
+
+        await self._db.write(tx)
 
     async def finish(
         self,
@@ -389,8 +375,9 @@ class RunStore:
     ) -> JSONDict:
         """Move the run to a terminal status, close what it left open, release the thread lock."""
         now = int(time.time())
-        async with self._db.write() as conn:
-            row = await _run_row(conn, run_id, lock=True)
+
+        def tx(conn: Connection) -> JSONDict:
+            row = _run_row(conn, run_id, lock=True)
             if row.status in TERMINAL:
                 return objects.run(row)
             values: JSONDict = {"status": status, "expires_at": None, "required_action": None}
@@ -405,59 +392,50 @@ class RunStore:
                 values["last_error"] = last_error
             if status == "cancelled":
                 values["cancelled_at"] = now
-            await self._close_open_items(conn, run_id, status, now, last_error)
-            await conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
-            await conn.execute(
+            _close_open_items(conn, run_id, status, now, last_error)
+            conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+            conn.execute(
                 update(threads)
                 .where(threads.c.id == row.thread_id, threads.c.active_run_id == run_id)
                 .values(active_run_id=None)
             )
-            return await _run_event(conn, run_id, status, key="run:terminal")
+            return _run_event(conn, run_id, status, key="run:terminal")
 
-    async def _close_open_items(
-        self, conn: AsyncConnection, run_id: str, status: str, now: int, last_error: JSONDict | None
-    ) -> None:
-        open_messages = await conn.execute(
-            select(messages.c.id).where(
-                messages.c.run_id == run_id, messages.c.status == "in_progress"
+        return await self._db.write(tx)
+
+
+def _close_open_items(
+    conn: Connection, run_id: str, status: str, now: int, last_error: JSONDict | None
+) -> None:
+    open_messages = conn.execute(
+        select(messages.c.id).where(messages.c.run_id == run_id, messages.c.status == "in_progress")
+    ).all()
+    for (message_id,) in open_messages:
+        conn.execute(
+            update(messages)
+            .where(messages.c.id == message_id)
+            .values(
+                status="incomplete",
+                incomplete_at=now,
+                incomplete_details={"reason": _MESSAGE_REASON[status]},
             )
         )
-        for (message_id,) in open_messages.all():
-            await conn.execute(
-                update(messages)
-                .where(messages.c.id == message_id)
-                .values(
-                    status="incomplete",
-                    incomplete_at=now,
-                    incomplete_details={"reason": _MESSAGE_REASON[status]},
-                )
-            )
-            message = objects.message(
-                (await conn.execute(select(messages).where(messages.c.id == message_id))).one()
-            )
-            await events.append(
-                conn, run_id, f"msg:{message_id}:done", "thread.message.incomplete", message
-            )
-        open_steps = await conn.execute(
-            select(run_steps.c.id).where(
-                run_steps.c.run_id == run_id, run_steps.c.status == "in_progress"
-            )
+        message = objects.message(_select_one(conn, messages, message_id))
+        events.append(conn, run_id, f"msg:{message_id}:done", "thread.message.incomplete", message)
+    open_steps = conn.execute(
+        select(run_steps.c.id).where(
+            run_steps.c.run_id == run_id, run_steps.c.status == "in_progress"
         )
-        step_status = _STEP_STATUS[status]
-        for (step_id,) in open_steps.all():
-            values: JSONDict = {"status": step_status, _STEP_TIME_COLUMN[step_status]: now}
-            if step_status == "failed" and last_error is not None:
-                code = last_error.get("code")
-                values["last_error"] = {
-                    "code": code
-                    if code in ("server_error", "rate_limit_exceeded")
-                    else "server_error",
-                    "message": last_error.get("message", ""),
-                }
-            await conn.execute(update(run_steps).where(run_steps.c.id == step_id).values(**values))
-            step = objects.step(
-                (await conn.execute(select(run_steps).where(run_steps.c.id == step_id))).one()
-            )
-            await events.append(
-                conn, run_id, f"step:{step_id}:done", f"thread.run.step.{step_status}", step
-            )
+    ).all()
+    step_status = _STEP_STATUS[status]
+    for (step_id,) in open_steps:
+        values: JSONDict = {"status": step_status, _STEP_TIME_COLUMN[step_status]: now}
+        if step_status == "failed" and last_error is not None:
+            code = last_error.get("code")
+            values["last_error"] = {
+                "code": code if code in ("server_error", "rate_limit_exceeded") else "server_error",
+                "message": last_error.get("message", ""),
+            }
+        conn.execute(update(run_steps).where(run_steps.c.id == step_id).values(**values))
+        step = objects.step(_select_one(conn, run_steps, step_id))
+        events.append(conn, run_id, f"step:{step_id}:done", f"thread.run.step.{step_status}", step)

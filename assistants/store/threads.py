@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Row, delete, select, update
+from sqlalchemy.engine import Connection
 
 from assistants.errors import InvalidRequest, NotFound
 from assistants.ids import new_id
@@ -18,18 +18,11 @@ from assistants.store.tables import messages, run_events, run_steps, runs, threa
 JSONDict = dict[str, Any]
 
 
-async def insert_message(
-    conn: AsyncConnection,
-    project_id: str,
-    thread_id: str,
-    message: JSONDict,
-    *,
-    message_id: str | None = None,
-) -> str:
+def insert_message(conn: Connection, project_id: str, thread_id: str, message: JSONDict) -> str:
     """Insert a user-supplied (or `additional_messages`) message; returns its id."""
-    message_id = message_id or new_id("msg")
+    message_id = new_id("msg")
     now = int(time.time())
-    await conn.execute(
+    conn.execute(
         messages.insert().values(
             id=message_id,
             project_id=project_id,
@@ -48,19 +41,55 @@ async def insert_message(
     return message_id
 
 
-async def lock_thread_row(conn: AsyncConnection, project_id: str, thread_id: str) -> Any:
+def lock_thread_row(conn: Connection, project_id: str, thread_id: str) -> Row[Any]:
     """Read the thread row, locking it on PostgreSQL (SQLite's IMMEDIATE transaction already
     holds the database write lock)."""
-    row = (
-        await conn.execute(
-            select(threads)
-            .where(threads.c.id == thread_id, threads.c.project_id == project_id)
-            .with_for_update()
-        )
+    row = conn.execute(
+        select(threads)
+        .where(threads.c.id == thread_id, threads.c.project_id == project_id)
+        .with_for_update()
     ).first()
     if row is None:
         raise NotFound.object("thread", thread_id)
     return row
+
+
+def require_thread(conn: Connection, project_id: str, thread_id: str) -> None:
+    found = conn.scalar(
+        select(threads.c.seq).where(threads.c.id == thread_id, threads.c.project_id == project_id)
+    )
+    if found is None:
+        raise NotFound.object("thread", thread_id)
+
+
+def create_thread(
+    conn: Connection,
+    project_id: str,
+    metadata: dict[str, str],
+    tool_resources: JSONDict | None,
+    initial_messages: list[JSONDict],
+) -> JSONDict:
+    thread_id = new_id("thread")
+    conn.execute(
+        threads.insert().values(
+            id=thread_id,
+            project_id=project_id,
+            created_at=int(time.time()),
+            metadata=metadata,
+            tool_resources=tool_resources,
+        )
+    )
+    for message in initial_messages:
+        insert_message(conn, project_id, thread_id, message)
+    return objects.thread(conn.execute(select(threads).where(threads.c.id == thread_id)).one())
+
+
+def _message_where(project_id: str, thread_id: str, message_id: str) -> Any:
+    return (
+        (messages.c.id == message_id)
+        & (messages.c.thread_id == thread_id)
+        & (messages.c.project_id == project_id)
+    )
 
 
 class ThreadStore:
@@ -73,130 +102,106 @@ class ThreadStore:
         metadata: dict[str, str],
         tool_resources: JSONDict | None,
         initial_messages: list[JSONDict],
-        conn: AsyncConnection | None = None,
     ) -> JSONDict:
-        if conn is None:
-            async with self._db.write() as own:
-                return await self.create(
-                    project_id, metadata, tool_resources, initial_messages, own
-                )
-        thread_id = new_id("thread")
-        await conn.execute(
-            threads.insert().values(
-                id=thread_id,
-                project_id=project_id,
-                created_at=int(time.time()),
-                metadata=metadata,
-                tool_resources=tool_resources,
-            )
+        return await self._db.write(
+            lambda conn: create_thread(conn, project_id, metadata, tool_resources, initial_messages)
         )
-        for message in initial_messages:
-            await insert_message(conn, project_id, thread_id, message)
-        row = (await conn.execute(select(threads).where(threads.c.id == thread_id))).one()
-        return objects.thread(row)
 
     async def get(self, project_id: str, thread_id: str) -> JSONDict:
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(threads).where(
-                        threads.c.id == thread_id, threads.c.project_id == project_id
-                    )
-                )
+        def tx(conn: Connection) -> JSONDict:
+            row = conn.execute(
+                select(threads).where(threads.c.id == thread_id, threads.c.project_id == project_id)
             ).first()
-        if row is None:
-            raise NotFound.object("thread", thread_id)
-        return objects.thread(row)
+            if row is None:
+                raise NotFound.object("thread", thread_id)
+            return objects.thread(row)
+
+        return await self._db.read(tx)
 
     async def modify(self, project_id: str, thread_id: str, fields: JSONDict) -> JSONDict:
         where = (threads.c.id == thread_id) & (threads.c.project_id == project_id)
-        async with self._db.write() as conn:
+
+        def tx(conn: Connection) -> JSONDict:
             if fields:
-                await conn.execute(update(threads).where(where).values(**fields))
-            row = (await conn.execute(select(threads).where(where))).first()
-        if row is None:
-            raise NotFound.object("thread", thread_id)
-        return objects.thread(row)
+                conn.execute(update(threads).where(where).values(**fields))
+            row = conn.execute(select(threads).where(where)).first()
+            if row is None:
+                raise NotFound.object("thread", thread_id)
+            return objects.thread(row)
+
+        return await self._db.write(tx)
 
     async def delete(self, project_id: str, thread_id: str) -> JSONDict:
-        async with self._db.write() as conn:
-            row = await lock_thread_row(conn, project_id, thread_id)
+        def tx(conn: Connection) -> None:
+            row = lock_thread_row(conn, project_id, thread_id)
             if row.active_run_id is not None:
                 raise InvalidRequest(
                     f"Can't delete thread {thread_id} while a run {row.active_run_id} is active."
                 )
             run_ids = select(runs.c.id).where(runs.c.thread_id == thread_id)
-            await conn.execute(delete(run_events).where(run_events.c.run_id.in_(run_ids)))
-            await conn.execute(delete(run_steps).where(run_steps.c.thread_id == thread_id))
-            await conn.execute(delete(runs).where(runs.c.thread_id == thread_id))
-            await conn.execute(delete(messages).where(messages.c.thread_id == thread_id))
-            await conn.execute(delete(threads).where(threads.c.id == thread_id))
+            conn.execute(delete(run_events).where(run_events.c.run_id.in_(run_ids)))
+            conn.execute(delete(run_steps).where(run_steps.c.thread_id == thread_id))
+            conn.execute(delete(runs).where(runs.c.thread_id == thread_id))
+            conn.execute(delete(messages).where(messages.c.thread_id == thread_id))
+            conn.execute(delete(threads).where(threads.c.id == thread_id))
+
+        await self._db.write(tx)
         return objects.deleted("thread", thread_id)
 
     # --- messages ----------------------------------------------------------------------------
 
     async def create_message(self, project_id: str, thread_id: str, message: JSONDict) -> JSONDict:
-        async with self._db.write() as conn:
-            row = await lock_thread_row(conn, project_id, thread_id)
+        def tx(conn: Connection) -> JSONDict:
+            row = lock_thread_row(conn, project_id, thread_id)
             if row.active_run_id is not None:
                 raise InvalidRequest(
                     f"Can't add messages to {thread_id} while a run {row.active_run_id} is active."
                 )
-            message_id = await insert_message(conn, project_id, thread_id, message)
-            created = (
-                await conn.execute(select(messages).where(messages.c.id == message_id))
-            ).one()
-        return objects.message(created)
-
-    def _message_where(self, project_id: str, thread_id: str, message_id: str) -> Any:
-        return (
-            (messages.c.id == message_id)
-            & (messages.c.thread_id == thread_id)
-            & (messages.c.project_id == project_id)
-        )
-
-    async def _require_thread(self, conn: AsyncConnection, project_id: str, thread_id: str) -> None:
-        found = await conn.scalar(
-            select(threads.c.seq).where(
-                threads.c.id == thread_id, threads.c.project_id == project_id
+            message_id = insert_message(conn, project_id, thread_id, message)
+            return objects.message(
+                conn.execute(select(messages).where(messages.c.id == message_id)).one()
             )
-        )
-        if found is None:
-            raise NotFound.object("thread", thread_id)
+
+        return await self._db.write(tx)
 
     async def get_message(self, project_id: str, thread_id: str, message_id: str) -> JSONDict:
-        async with self._db.read() as conn:
-            await self._require_thread(conn, project_id, thread_id)
-            row = (
-                await conn.execute(
-                    select(messages).where(self._message_where(project_id, thread_id, message_id))
-                )
+        def tx(conn: Connection) -> JSONDict:
+            require_thread(conn, project_id, thread_id)
+            row = conn.execute(
+                select(messages).where(_message_where(project_id, thread_id, message_id))
             ).first()
-        if row is None:
-            raise NotFound.object("message", message_id)
-        return objects.message(row)
+            if row is None:
+                raise NotFound.object("message", message_id)
+            return objects.message(row)
+
+        return await self._db.read(tx)
 
     async def modify_message(
         self, project_id: str, thread_id: str, message_id: str, metadata: dict[str, str] | None
     ) -> JSONDict:
-        where = self._message_where(project_id, thread_id, message_id)
-        async with self._db.write() as conn:
-            await self._require_thread(conn, project_id, thread_id)
+        where = _message_where(project_id, thread_id, message_id)
+
+        def tx(conn: Connection) -> JSONDict:
+            require_thread(conn, project_id, thread_id)
             if metadata is not None:
-                await conn.execute(update(messages).where(where).values(metadata=metadata))
-            row = (await conn.execute(select(messages).where(where))).first()
-        if row is None:
-            raise NotFound.object("message", message_id)
-        return objects.message(row)
+                conn.execute(update(messages).where(where).values(metadata=metadata))
+            row = conn.execute(select(messages).where(where)).first()
+            if row is None:
+                raise NotFound.object("message", message_id)
+            return objects.message(row)
+
+        return await self._db.write(tx)
 
     async def delete_message(self, project_id: str, thread_id: str, message_id: str) -> JSONDict:
-        async with self._db.write() as conn:
-            await self._require_thread(conn, project_id, thread_id)
-            result = await conn.execute(
-                delete(messages).where(self._message_where(project_id, thread_id, message_id))
+        def tx(conn: Connection) -> None:
+            require_thread(conn, project_id, thread_id)
+            result = conn.execute(
+                delete(messages).where(_message_where(project_id, thread_id, message_id))
             )
-        if result.rowcount == 0:
-            raise NotFound.object("message", message_id)
+            if result.rowcount == 0:
+                raise NotFound.object("message", message_id)
+
+        await self._db.write(tx)
         return {"id": message_id, "object": "thread.message.deleted", "deleted": True}
 
     async def list_messages(
@@ -205,7 +210,10 @@ class ThreadStore:
         scope = (messages.c.thread_id == thread_id) & (messages.c.project_id == project_id)
         if run_id is not None:
             scope = scope & (messages.c.run_id == run_id)
-        async with self._db.read() as conn:
-            await self._require_thread(conn, project_id, thread_id)
-            result = await fetch_page(conn, messages, scope, page)
-        return list_object([objects.message(r) for r in result.rows], result.has_more)
+
+        def tx(conn: Connection) -> JSONDict:
+            require_thread(conn, project_id, thread_id)
+            result = fetch_page(conn, messages, scope, page)
+            return list_object([objects.message(r) for r in result.rows], result.has_more)
+
+        return await self._db.read(tx)

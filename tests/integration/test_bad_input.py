@@ -52,11 +52,12 @@ class RowCounts:
 
     async def _count(self) -> dict[str, int]:
         db: Database = self._local.db
-        async with db.read() as conn:
-            return {
-                table.name: int(await conn.scalar(select(func.count()).select_from(table)) or 0)
+        return await db.read(
+            lambda conn: {
+                table.name: int(conn.scalar(select(func.count()).select_from(table)) or 0)
                 for table in schema.sorted_tables
             }
+        )
 
     def _read(self) -> dict[str, int]:
         return self._runner().run(self._count())

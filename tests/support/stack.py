@@ -113,9 +113,19 @@ class Stack:
             time.sleep(0.1)
         raise TimeoutError("api did not start")
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    def start_worker(self, timeout_s: float = 60.0) -> subprocess.Popen[bytes]:
+        """Start a worker and return once it polls its task queue."""
+        log = self.workdir / "worker.log"
+        offset = log.stat().st_size if log.exists() else 0
         worker = self._spawn("worker", "worker.log")
         self.workers.append(worker)
+        deadline = time.monotonic() + timeout_s
+        while b"worker ready" not in log.read_bytes()[offset:]:
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker exited; see {log}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("worker did not start")
+            time.sleep(0.05)
         return worker
 
     def start(self) -> Stack:

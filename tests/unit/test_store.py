@@ -84,11 +84,13 @@ async def test_event_log_is_ordered_and_idempotent(store: Store) -> None:
     assert await store.runs.mark_in_progress(run["id"]) == "in_progress"  # retried: no new event
     await store.runs.begin_message(run["id"], "step_1", "msg_1")
     await store.runs.begin_message(run["id"], "step_1", "msg_1")
-    async with store.db.write() as conn:
-        assert await append(conn, run["id"], "delta:msg_1:0", "thread.message.delta", {"n": 1})
-        assert (
-            await append(conn, run["id"], "delta:msg_1:0", "thread.message.delta", {"n": 2}) is None
-        )
+    first = await store.db.write(
+        lambda conn: append(conn, run["id"], "delta:msg_1:0", "thread.message.delta", {"n": 1})
+    )
+    again = await store.db.write(
+        lambda conn: append(conn, run["id"], "delta:msg_1:0", "thread.message.delta", {"n": 2})
+    )
+    assert first is not None and again is None
     await store.runs.complete_message(
         run["id"],
         "step_1",
@@ -99,8 +101,7 @@ async def test_event_log_is_ordered_and_idempotent(store: Store) -> None:
     )
     await store.runs.finish(run["id"], "completed")
     await store.runs.finish(run["id"], "completed")
-    async with store.db.read() as conn:
-        events = await read(conn, run["id"])
+    events = await store.db.read(lambda conn: read(conn, run["id"]))
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert [e.event for e in events] == [
         "thread.run.created",
