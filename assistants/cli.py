@@ -33,6 +33,9 @@ async def _serve_api(settings: Settings, services: Services) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
+        # Longer than httpx's 5 s idle-connection expiry (the SDK's client), so the server never
+        # closes a kept-alive connection just as the client reuses it (a spurious ReadError).
+        timeout_keep_alive=30,
     )
     await uvicorn.Server(config).serve()
 
