@@ -20,6 +20,10 @@ from assistants.store import Store
 from workflows.shared import Usage
 
 
+class RunNoLongerActive(Exception):
+    """The run left `in_progress` (a cancellation was requested): stop producing output."""
+
+
 class MessageWriter:
     def __init__(
         self, store: Store, run_id: str, step_id: str, message_id: str, flush_interval_s: float
@@ -37,7 +41,8 @@ class MessageWriter:
     async def _begin(self) -> None:
         if self._begun:
             return
-        await self._store.runs.begin_message(self._run_id, self._step_id, self._message_id)
+        if not await self._store.runs.begin_message(self._run_id, self._step_id, self._message_id):
+            raise RunNoLongerActive(self._run_id)
         self._emitted = len(await self._previously_emitted())
         self._begun = True
 
@@ -56,13 +61,15 @@ class MessageWriter:
             return
         pending = self.text[self._emitted :]
         offset = self._emitted
-        await self._store.runs.append_message_delta(
+        appended = await self._store.runs.append_message_delta(
             self._run_id,
             self._message_id,
             key=f"delta:{self._message_id}:{offset}",
             text=pending,
             first=offset == 0,
         )
+        if not appended:
+            raise RunNoLongerActive(self._run_id)
         self._emitted = len(self.text)
         self._last_flush = time.monotonic()
 

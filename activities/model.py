@@ -14,11 +14,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
-from activities.messages import MessageWriter
+from activities.messages import MessageWriter, RunNoLongerActive
 from assistants.backends import BackendError, ChatBackend, ChatRequest
 from assistants.prompting import build_prompt, estimate_tokens
 from assistants.store import Store
-from workflows.shared import GenerateInput, GenerateResult, Usage
+from workflows.shared import RUN_NOT_ACTIVE, GenerateInput, GenerateResult, Usage
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +80,11 @@ class ModelActivities:
                         finish_reason = chunk.finish_reason
                     if chunk.usage is not None:
                         usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+        except RunNoLongerActive:
+            bound.info("run no longer in progress; model call stopped")
+            raise ApplicationError(
+                "the run is no longer in progress", type=RUN_NOT_ACTIVE, non_retryable=True
+            ) from None
         except BackendError as error:
             bound.warning(
                 "model call failed", status=error.status, retryable=error.retryable, attempt=attempt

@@ -36,10 +36,11 @@ class Settings(BaseSettings):
     model_retry_max_interval_s: float = Field(default=30.0, gt=0)
     model_retry_max_attempts: int = Field(default=6, ge=1)
     model_heartbeat_timeout_s: float = Field(
-        default=15.0,
+        default=6.0,
         gt=0,
         description="How long a model call may go without a heartbeat before Temporal "
-        "considers its worker dead and retries it elsewhere.",
+        "considers its worker dead and retries it elsewhere. A cancellation reaches a model "
+        "call that is still waiting for its first token within about this long.",
     )
 
     # --- store -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from assistants.ids import from_uuid_hex
     from workflows.shared import (
         CANCEL_SIGNAL,
+        RUN_NOT_ACTIVE,
         WORKFLOW_NAME,
         FinishInput,
         GenerateInput,
@@ -139,6 +140,10 @@ class RunWorkflow:
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
         except ActivityError as error:
+            if isinstance(error.cause, ApplicationError) and error.cause.type == RUN_NOT_ACTIVE:
+                # The store already says `cancelling`; the signal is on its way.
+                await workflow.wait_condition(lambda: self._cancel_requested)
+                return _Outcome("cancelled")
             return _failure(error)
         self._usage.add(result.usage)
         if result.finish == "length":

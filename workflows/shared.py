@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 WORKFLOW_NAME = "RunWorkflow"
 CANCEL_SIGNAL = "cancel"
+# Error type of an activity that found its run no longer `in_progress` (a cancel is under way).
+RUN_NOT_ACTIVE = "run_not_active"
 
 
 @dataclass(frozen=True)

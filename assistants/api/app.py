@@ -23,6 +23,7 @@ from assistants.config import Settings
 from assistants.errors import APIError, InvalidRequest, MethodNotAllowed, NotFound
 from assistants.launcher import RunLauncher
 from assistants.store import Store
+from assistants.streaming.notify import RunNotifier, watch
 from assistants.temporal import connect
 
 log = structlog.get_logger(__name__)
@@ -95,12 +96,15 @@ def create_app(services: Services, *, sweep: bool = True) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(services.launcher.sweep_forever()) if sweep else None
+        tasks = [asyncio.create_task(watch(services.store.db, services.notifier))]
+        if sweep:
+            tasks.append(asyncio.create_task(services.launcher.sweep_forever()))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
@@ -125,4 +129,9 @@ async def build_services(settings: Settings) -> Services:
     if settings.bootstrap_api_key:
         await store.projects.add_key("default", settings.bootstrap_api_key)
     client = await connect(settings)
-    return Services(settings=settings, store=store, launcher=RunLauncher(settings, store, client))
+    return Services(
+        settings=settings,
+        store=store,
+        launcher=RunLauncher(settings, store, client),
+        notifier=RunNotifier(),
+    )

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from assistants.config import Settings
 from assistants.launcher import RunLauncher
 from assistants.store import Store
+from assistants.streaming.notify import RunNotifier
 
 
 @dataclass
@@ -16,6 +17,7 @@ class Services:
     settings: Settings
     store: Store
     launcher: RunLauncher
+    notifier: RunNotifier
 
 
 def services(request: Request) -> Services:

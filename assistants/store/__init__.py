@@ -43,7 +43,8 @@ class Store:
 
         def tx(conn: Connection) -> tuple[dict[str, Any], dict[str, Any]]:
             thread = create_thread(conn, project_id, metadata, tool_resources, messages)
-            return thread, create_run(conn, project_id, thread["id"], run_fields, [])
+            run = create_run(conn, project_id, thread["id"], run_fields, [], new_thread=thread)
+            return thread, run
 
         return await self.db.write(tx)
 

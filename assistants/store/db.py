@@ -27,11 +27,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 T = TypeVar("T")
 Transaction = Callable[[Connection], T]
+CommitHook = Callable[[set[str]], None]
+TOUCHED_RUNS = "assistants_touched_runs"
+
+
+def touch_run(conn: Connection, run_id: str) -> None:
+    """Note, inside a transaction, that `run_id`'s event log grew; announced after commit."""
+    conn.info.setdefault(TOUCHED_RUNS, set()).add(run_id)
+
+
+def _take_touched(conn: Connection) -> set[str]:
+    touched: set[str] = conn.info.pop(TOUCHED_RUNS, set())
+    return touched
 
 
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
+        # Called (on the event loop) with the runs whose event logs a committed write extended.
+        self.on_commit: CommitHook | None = None
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self._engine: AsyncEngine | None = None
@@ -55,14 +69,20 @@ class Database:
     async def write(self, fn: Transaction[T]) -> T:
         """Run `fn` in a write transaction (IMMEDIATE on SQLite); commit unless it raises."""
         if self._sync is not None:
-            return await _in_thread(self._writer, self._sync, fn, immediate=True)
-        assert self._engine is not None
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(fn)
+            result, touched = await _in_thread(self._writer, self._sync, fn, immediate=True)
+        else:
+            assert self._engine is not None
+            async with self._engine.begin() as conn:
+                result = await conn.run_sync(fn)
+                touched = await conn.run_sync(_take_touched)
+        if touched and self.on_commit is not None:
+            self.on_commit(touched)
+        return result
 
     async def read(self, fn: Transaction[T]) -> T:
         if self._sync is not None:
-            return await _in_thread(self._readers, self._sync, fn, immediate=False)
+            result, _ = await _in_thread(self._readers, self._sync, fn, immediate=False)
+            return result
         assert self._engine is not None
         async with self._engine.connect() as conn:
             return await conn.run_sync(fn)
@@ -78,19 +98,20 @@ class Database:
 
 async def _in_thread(
     pool: ThreadPoolExecutor, engine: Engine, fn: Transaction[T], *, immediate: bool
-) -> T:
-    def run() -> T:
+) -> tuple[T, set[str]]:
+    def run() -> tuple[T, set[str]]:
         with engine.connect() as conn:
             if not immediate:
-                return fn(conn)  # autocommit reads: each statement sees a WAL snapshot
+                return fn(conn), set()  # autocommit reads: each statement sees a WAL snapshot
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
             except BaseException:
+                _take_touched(conn)
                 conn.exec_driver_sql("ROLLBACK")
                 raise
             conn.exec_driver_sql("COMMIT")
-            return result
+            return result, _take_touched(conn)
 
     return await asyncio.get_running_loop().run_in_executor(pool, run)
 

@@ -14,10 +14,23 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 
+from assistants.store.db import touch_run
 from assistants.store.tables import run_events, runs
+
+NOTIFY_CHANNEL = "assistants_run_events"
+TERMINAL_EVENTS = frozenset(
+    {
+        "thread.run.completed",
+        "thread.run.incomplete",
+        "thread.run.failed",
+        "thread.run.cancelled",
+        "thread.run.expired",
+        "thread.run.requires_action",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,10 @@ def append(conn: Connection, run_id: str, key: str, event: str, data: dict[str, 
     )
     if seq is None:
         raise LookupError(f"run {run_id} does not exist")
+    touch_run(conn, run_id)
+    if conn.dialect.name == "postgresql":
+        # Delivered at commit to every listening API process (see assistants.streaming.notify).
+        conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, run_id)))
     conn.execute(
         run_events.insert().values(
             run_id=run_id,
@@ -53,6 +70,31 @@ def append(conn: Connection, run_id: str, key: str, event: str, data: dict[str, 
         )
     )
     return int(seq)
+
+
+def latest_rowid(conn: Connection) -> int:
+    """SQLite only: the newest row of the whole log, for the cross-process change poller."""
+    return int(conn.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM run_events").scalar_one())
+
+
+def runs_changed_since(conn: Connection, rowid: int) -> tuple[int, set[str]]:
+    """SQLite only: the runs whose logs grew after `rowid`, and the new high-water mark."""
+    rows = conn.exec_driver_sql(
+        "SELECT rowid, run_id FROM run_events WHERE rowid > ? ORDER BY rowid", (rowid,)
+    ).all()
+    if not rows:
+        return rowid, set()
+    return int(rows[-1][0]), {str(r[1]) for r in rows}
+
+
+def last_event(conn: Connection, run_id: str) -> RunEvent | None:
+    row = conn.execute(
+        select(run_events.c.seq, run_events.c.event, run_events.c.data)
+        .where(run_events.c.run_id == run_id)
+        .order_by(run_events.c.seq.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else RunEvent(seq=row.seq, event=row.event, data=row.data)
 
 
 def read(conn: Connection, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[RunEvent]:

@@ -76,8 +76,11 @@ def create_run(
     thread_id: str,
     fields: JSONDict,
     additional_messages: list[JSONDict],
+    *,
+    new_thread: JSONDict | None = None,
 ) -> JSONDict:
-    """Take the thread lock and insert the run as `queued`, with its first two events."""
+    """Take the thread lock and insert the run as `queued`, with its first events
+    (`thread.created` first when the run comes with a new thread)."""
     thread = lock_thread_row(conn, project_id, thread_id)
     if thread.active_run_id is not None:
         raise InvalidRequest(
@@ -98,6 +101,8 @@ def create_run(
     )
     conn.execute(update(threads).where(threads.c.id == thread_id).values(active_run_id=run_id))
     run = objects.run(_run_row(conn, run_id))
+    if new_thread is not None:
+        events.append(conn, run_id, "thread:created", "thread.created", new_thread)
     events.append(conn, run_id, "run:created", "thread.run.created", run)
     events.append(conn, run_id, "run:queued", "thread.run.queued", run)
     return run
@@ -245,13 +250,17 @@ class RunStore:
 
         return await self._db.write(tx)
 
-    async def begin_message(self, run_id: str, step_id: str, message_id: str) -> None:
-        """Create the `message_creation` step and its empty assistant message (idempotent)."""
+    async def begin_message(self, run_id: str, step_id: str, message_id: str) -> bool:
+        """Create the `message_creation` step and its empty assistant message (idempotent).
+        Returns False, writing nothing, once the run is no longer `in_progress` (cancelling):
+        no new output appears after a cancellation request."""
 
-        def tx(conn: Connection) -> None:
+        def tx(conn: Connection) -> bool:
             run = _run_row(conn, run_id, lock=True)
+            if run.status != "in_progress":
+                return False
             if conn.scalar(select(run_steps.c.seq).where(run_steps.c.id == step_id)) is not None:
-                return
+                return True
             now = int(time.time())
             conn.execute(
                 run_steps.insert().values(
@@ -297,12 +306,15 @@ class RunStore:
             events.append(
                 conn, run_id, f"msg:{message_id}:in_progress", "thread.message.in_progress", message
             )
+            return True
 
-        await self._db.write(tx)
+        return await self._db.write(tx)
 
     async def append_message_delta(
         self, run_id: str, message_id: str, key: str, text: str, first: bool
-    ) -> None:
+    ) -> bool:
+        """Append a `thread.message.delta`; False (and nothing written) if the run is no longer
+        `in_progress`."""
         text_delta: JSONDict = {"value": text}
         if first:
             text_delta["annotations"] = []
@@ -311,9 +323,14 @@ class RunStore:
             "object": "thread.message.delta",
             "delta": {"content": [{"index": 0, "type": "text", "text": text_delta}]},
         }
-        await self._db.write(
-            lambda conn: events.append(conn, run_id, key, "thread.message.delta", delta)
-        )
+
+        def tx(conn: Connection) -> bool:
+            if conn.scalar(select(runs.c.status).where(runs.c.id == run_id)) != "in_progress":
+                return False
+            events.append(conn, run_id, key, "thread.message.delta", delta)
+            return True
+
+        return await self._db.write(tx)
 
     async def emitted_message_text(self, run_id: str, message_id: str) -> str:
         """The text already streamed for a message, from its delta events."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from assistants.api.context import Services, services
@@ -14,12 +14,12 @@ from assistants.api.schemas import (
     RunCreate,
     RunModify,
     ThreadAndRunCreate,
-    _RunOptions,
     dump_optional,
     parse,
 )
 from assistants.errors import InvalidRequest
 from assistants.run_config import resolve_run_fields
+from assistants.streaming.sse import sse_stream
 
 
 def _poll_headers(svc: Services) -> dict[str, str]:
@@ -27,14 +27,18 @@ def _poll_headers(svc: Services) -> dict[str, str]:
     return {"openai-poll-after-ms": str(svc.settings.poll_after_ms)}
 
 
-def _refuse_stream(body: _RunOptions) -> None:
-    if body.stream:
-        raise InvalidRequest("Streaming runs are not available on this server yet.", param="stream")
+def _stream(svc: Services, run_id: str, after_seq: int = 0) -> Response:
+    """The run's events as SSE, from the durable log. A client that disconnects only stops
+    reading: the run goes on (as on OpenAI), and `GET …/events` resumes the stream."""
+    return StreamingResponse(
+        sse_stream(svc.store, svc.notifier, run_id, after_seq),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 async def create(request: Request) -> Response:
     body = parse(RunCreate, await json_body(request))
-    _refuse_stream(body)
     svc, pid = services(request), project(request)
     thread_id = request.path_params["thread_id"]
     await svc.store.threads.get(pid, thread_id)  # 404 for the thread before the assistant
@@ -48,12 +52,13 @@ async def create(request: Request) -> Response:
     extra = [m.stored() for m in body.additional_messages or []]
     run = await svc.store.runs.create(pid, thread_id, fields, extra)
     await svc.launcher.start(run, pid)
+    if body.stream:
+        return _stream(svc, run["id"])
     return ok(run, _poll_headers(svc))
 
 
 async def create_thread_and_run(request: Request) -> Response:
     body = parse(ThreadAndRunCreate, await json_body(request))
-    _refuse_stream(body)
     svc, pid = services(request), project(request)
     assistant = await svc.store.assistants.get(pid, body.assistant_id, param="assistant_id")
     fields = resolve_run_fields(body, assistant, expires_after_s=svc.settings.run_expires_after_s)
@@ -69,6 +74,8 @@ async def create_thread_and_run(request: Request) -> Response:
         run_fields=fields,
     )
     await svc.launcher.start(run, pid)
+    if body.stream:
+        return _stream(svc, run["id"])
     return ok(run, _poll_headers(svc))
 
 
@@ -76,6 +83,27 @@ async def retrieve(request: Request) -> Response:
     svc, p = services(request), request.path_params
     run = await svc.store.runs.get(project(request), p["thread_id"], p["run_id"])
     return ok(run, _poll_headers(svc))
+
+
+async def events(request: Request) -> Response:
+    """`GET …/runs/{run_id}/events`: (re)attach to a run's stream. Sends the events after
+    `Last-Event-ID` (or `?after=`; from the start when neither is given) until the run ends or
+    needs action, then `done`. An extension of the Assistants API."""
+    svc, p = services(request), request.path_params
+    await svc.store.runs.get(project(request), p["thread_id"], p["run_id"])  # 404s
+    raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
+    try:
+        after = int(raw)
+    except ValueError:
+        raise InvalidRequest(
+            f"Invalid 'Last-Event-ID': expected an event sequence number, but got '{raw}'.",
+            param="Last-Event-ID",
+        ) from None
+    if after < 0:
+        raise InvalidRequest(
+            "Invalid 'Last-Event-ID': must not be negative.", param="Last-Event-ID"
+        )
+    return _stream(svc, p["run_id"], after)
 
 
 async def list_(request: Request) -> Response:
@@ -130,6 +158,7 @@ routes = [
     Route("/threads/{thread_id}/runs/{run_id}", retrieve, methods=["GET"]),
     Route("/threads/{thread_id}/runs/{run_id}", modify, methods=["POST"]),
     Route("/threads/{thread_id}/runs/{run_id}/cancel", cancel, methods=["POST"]),
+    Route("/threads/{thread_id}/runs/{run_id}/events", events, methods=["GET"]),
     Route("/threads/{thread_id}/runs/{run_id}/steps", list_steps, methods=["GET"]),
     Route("/threads/{thread_id}/runs/{run_id}/steps/{step_id}", retrieve_step, methods=["GET"]),
 ]

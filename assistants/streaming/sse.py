@@ -1,0 +1,74 @@
+"""Server-sent events from the durable event log.
+
+Framing is what the `openai` SDK parses: `id: <seq>` (for `Last-Event-ID`), `event: <name>`,
+`data: <one-line JSON>`, a blank line; `: keep-alive` comments during silences; and the
+`event: done` / `data: [DONE]` terminator once the run reaches a status that ends a stream
+(terminal, or `requires_action`: the client answers with a new request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import AsyncIterator
+
+from assistants.store import Store
+from assistants.store.events import TERMINAL_EVENTS, RunEvent, last_event, read
+from assistants.streaming.notify import RunNotifier
+
+DONE = b"event: done\ndata: [DONE]\n\n"
+KEEPALIVE = b": keep-alive\n\n"
+
+
+def frame(event: RunEvent) -> bytes:
+    return f"id: {event.seq}\nevent: {event.event}\ndata: {event.data}\n\n".encode()
+
+
+async def follow(
+    store: Store,
+    notifier: RunNotifier,
+    run_id: str,
+    after_seq: int = 0,
+    *,
+    safety_poll_s: float = 1.0,
+    keepalive_s: float = 15.0,
+) -> AsyncIterator[RunEvent | None]:
+    """Yield the run's events after `after_seq` until one that ends a stream; `None` is a
+    keep-alive tick. Waits on the notifier between reads (re-reading at least every
+    `safety_poll_s` in case a notification was lost)."""
+    with notifier.subscribe(run_id) as wake:
+        quiet_since = time.monotonic()
+        first_read = True
+        while True:
+            wake.clear()  # before reading: a commit during the read wakes the next wait
+            batch = await store.db.read(functools.partial(read, run_id=run_id, after_seq=after_seq))
+            for event in batch:
+                yield event
+                after_seq = event.seq
+                if event.event in TERMINAL_EVENTS:
+                    return
+            if batch:
+                quiet_since = time.monotonic()
+                first_read = False
+                continue
+            if first_read:
+                # Resumed after the event that ended the stream: nothing more will come.
+                last = await store.db.read(functools.partial(last_event, run_id=run_id))
+                if last is not None and last.seq <= after_seq and last.event in TERMINAL_EVENTS:
+                    return
+                first_read = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=safety_poll_s)
+            if time.monotonic() - quiet_since >= keepalive_s:
+                yield None
+                quiet_since = time.monotonic()
+
+
+async def sse_stream(
+    store: Store, notifier: RunNotifier, run_id: str, after_seq: int = 0
+) -> AsyncIterator[bytes]:
+    async for event in follow(store, notifier, run_id, after_seq):
+        yield KEEPALIVE if event is None else frame(event)
+    yield DONE
