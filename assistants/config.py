@@ -75,6 +75,9 @@ class Settings(BaseSettings):
 
     # --- runs --------------------------------------------------------------------------------
     run_expires_after_s: int = Field(default=600, ge=1)
+    stream_keepalive_s: float = Field(
+        default=15.0, gt=0, description="A `: keep-alive` comment after this much stream silence."
+    )
     event_flush_interval_ms: int = Field(
         default=40, ge=0, description="Message deltas are batched into one event per interval."
     )

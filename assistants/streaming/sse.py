@@ -60,15 +60,20 @@ async def follow(
                     return
                 first_read = False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=safety_poll_s)
+                await asyncio.wait_for(wake.wait(), timeout=min(safety_poll_s, keepalive_s))
             if time.monotonic() - quiet_since >= keepalive_s:
                 yield None
                 quiet_since = time.monotonic()
 
 
 async def sse_stream(
-    store: Store, notifier: RunNotifier, run_id: str, after_seq: int = 0
+    store: Store,
+    notifier: RunNotifier,
+    run_id: str,
+    after_seq: int = 0,
+    *,
+    keepalive_s: float = 15.0,
 ) -> AsyncIterator[bytes]:
-    async for event in follow(store, notifier, run_id, after_seq):
+    async for event in follow(store, notifier, run_id, after_seq, keepalive_s=keepalive_s):
         yield KEEPALIVE if event is None else frame(event)
     yield DONE

@@ -125,3 +125,37 @@ def test_run_created_while_temporal_is_down_starts_when_it_is_back(
         own_temporal.start()
     final = wait_for_status(client, thread.id, run.id, {"completed", "failed"}, 60)
     assert final.status == "completed"
+
+
+def test_worker_sigkill_mid_stream_keeps_the_stream_valid(
+    crash_stack: Stack, model: ScriptedModel
+) -> None:
+    """The SDK's handler never raises, and what it assembled equals what the thread holds."""
+    client = crash_stack.client()
+    assistant = client.beta.assistants.create(model="gpt-4o")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Penguins?"}])
+    slow = Reply(text=ANSWER, tokens_per_second=20, prompt_tokens=12, completion_tokens=64)
+    model.enqueue(slow, slow)
+    deltas: list[str] = []
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+        for event in stream:
+            if event.event == "thread.message.delta":
+                deltas.extend(
+                    part.text.value or ""
+                    for part in event.data.delta.content or []
+                    if part.type == "text" and part.text is not None
+                )
+                if len(deltas) == 3:
+                    crash_stack.kill_workers()
+                    crash_stack.start_worker()
+        final_run = stream.get_final_run()
+        final_messages = stream.get_final_messages()
+    assert final_run.status == "completed"
+    assert len(model.requests) == 2  # the call was retried after the kill
+    stored = client.beta.threads.messages.list(thread_id=thread.id).data[0]
+    assert stored.content[0].type == "text" and stored.content[0].text.value == ANSWER
+    # The retried attempt re-generated the same text; only what went beyond the first attempt
+    # was streamed again, so the deltas add up to the message exactly once.
+    assert "".join(deltas) == ANSWER
+    assert final_messages[-1].content[0].type == "text"
+    assert final_messages[-1].content[0].text.value == ANSWER

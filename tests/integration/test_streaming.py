@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,7 +15,9 @@ from openai.types.beta import Thread
 from openai.types.beta.threads import Run, Text, TextDelta
 from typing_extensions import override
 
+from assistants.devserver import TemporalDevServer
 from assistants.testing.scripted_model import Reply, ScriptedModel
+from tests.conftest import database_url
 from tests.integration.notebook import EventHandler, stream_and_cancel
 from tests.support.contract import validate
 from tests.support.stack import Stack
@@ -297,3 +300,47 @@ def test_errors_before_the_stream_are_json(stack: Stack, client: openai.OpenAI) 
         )
         assert response.status_code == 404
         assert response.headers["content-type"].startswith("application/json")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def keepalive_stack(
+    request: pytest.FixtureRequest,
+    temporal: TemporalDevServer,
+    model: ScriptedModel,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp(f"keepalive-{request.param}")
+    stack = Stack(
+        name=f"keepalive-{request.param}",
+        database_url=database_url(request.param, request, workdir, "keepalive"),
+        temporal_address=temporal.address,
+        model_base_url=model.base_url,
+        workdir=workdir,
+        overrides={"ASSISTANTS_STREAM_KEEPALIVE_S": "0.5"},
+    )
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def test_keepalive_comments_during_a_long_silence(
+    keepalive_stack: Stack, model: ScriptedModel
+) -> None:
+    client = keepalive_stack.client()
+    assistant_id, thread_id = setup_thread(client)
+    model.enqueue(Reply(text=ANSWER, ttft=2.5))  # a model that thinks before it speaks
+    comments = 0
+    with (
+        keepalive_stack.http() as http,
+        http.stream(
+            "POST",
+            f"/threads/{thread_id}/runs",
+            json={"assistant_id": assistant_id, "stream": True},
+        ) as response,
+    ):
+        lines = []
+        for line in response.iter_lines():
+            lines.append(line)
+            comments += line.startswith(": keep-alive")
+    assert comments >= 2
+    assert lines[-2:] == ["data: [DONE]", ""] or lines[-1] == "data: [DONE]"

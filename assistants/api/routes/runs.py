@@ -31,7 +31,9 @@ def _stream(svc: Services, run_id: str, after_seq: int = 0) -> Response:
     """The run's events as SSE, from the durable log. A client that disconnects only stops
     reading: the run goes on (as on OpenAI), and `GET …/events` resumes the stream."""
     return StreamingResponse(
-        sse_stream(svc.store, svc.notifier, run_id, after_seq),
+        sse_stream(
+            svc.store, svc.notifier, run_id, after_seq, keepalive_s=svc.settings.stream_keepalive_s
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
