@@ -1,7 +1,7 @@
 """Server-sent events from the durable event log.
 
 Framing is what the `openai` SDK parses: `id: <seq>` (for `Last-Event-ID`), `event: <name>`,
-`data: <one-line JSON>`, a blank line; `: keep-alive` comments during silences; and the
+`data: <one-line JSON>`, a blank line; `: keep-alive` comment lines during silences; and the
 `event: done` / `data: [DONE]` terminator once the run reaches a status that ends a stream
 (terminal, or `requires_action`: the client answers with a new request).
 """
@@ -19,7 +19,11 @@ from assistants.store.events import TERMINAL_EVENTS, RunEvent, last_event, read
 from assistants.streaming.notify import RunNotifier
 
 DONE = b"event: done\ndata: [DONE]\n\n"
-KEEPALIVE = b": keep-alive\n\n"
+# A bare comment line, deliberately *not* followed by a blank line: SSE parsers keep the last
+# event id across events, and the `openai` SDK dispatches an empty event (then fails to parse its
+# empty data as JSON) on a blank line whenever an id has been seen. A lone comment line is
+# ignored by every parser and still keeps proxies and clients from timing out.
+KEEPALIVE = b": keep-alive\n"
 
 
 def frame(event: RunEvent) -> bytes:

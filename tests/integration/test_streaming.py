@@ -344,3 +344,13 @@ def test_keepalive_comments_during_a_long_silence(
             comments += line.startswith(": keep-alive")
     assert comments >= 2
     assert lines[-2:] == ["data: [DONE]", ""] or lines[-1] == "data: [DONE]"
+
+    # The SDK reads through keep-alives between events without a hiccup.
+    model.enqueue(Reply(text=ANSWER, ttft=0.3, tokens_per_second=1.5))  # silences > 0.5 s
+    names = [
+        event.event
+        for event in client.beta.threads.runs.create(
+            thread_id=thread_id, assistant_id=assistant_id, stream=True
+        )
+    ]
+    assert names[-1] == "thread.run.completed"
