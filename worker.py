@@ -31,7 +31,7 @@ def build_worker(client: Client, settings: Settings, store: Store, backend: Chat
         client,
         task_queue=settings.task_queue,
         workflows=[RunWorkflow],
-        activities=[model.generate, state.mark_in_progress, state.finish],
+        activities=[model.generate, state.finish],
         graceful_shutdown_timeout=timedelta(seconds=10),
         max_concurrent_activities=200,
     )

@@ -37,6 +37,10 @@ class ModelActivities:
 
     @activity.defn(name="generate")
     async def generate(self, call: GenerateInput) -> GenerateResult:
+        if await self._store.runs.mark_in_progress(call.run_id) != "in_progress":
+            raise ApplicationError(
+                "the run is no longer in progress", type=RUN_NOT_ACTIVE, non_retryable=True
+            )
         run = await self._store.runs.load(call.run_id)
         bound = log.bind(run_id=run.id, thread_id=run.thread_id, assistant_id=run.assistant_id)
         history = await self._store.runs.context_messages(run.thread_id, call.message_id)

@@ -1,4 +1,7 @@
-"""Run state transitions, written to the store and the run's event log."""
+"""Run state transitions, written to the store and the run's event log.
+
+(`queued → in_progress` happens at the start of the model activity, see `activities/model.py`.)
+"""
 
 from __future__ import annotations
 
@@ -14,12 +17,6 @@ log = structlog.get_logger(__name__)
 class RunStateActivities:
     def __init__(self, store: Store) -> None:
         self._store = store
-
-    @activity.defn(name="mark_run_in_progress")
-    async def mark_in_progress(self, run_id: str) -> str:
-        """`queued` → `in_progress`; returns the resulting status (`cancelling` if the run was
-        cancelled before it started)."""
-        return await self._store.runs.mark_in_progress(run_id)
 
     @activity.defn(name="finish_run")
     async def finish(self, finish: FinishInput) -> None:

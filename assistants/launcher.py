@@ -47,6 +47,9 @@ class RunLauncher:
         options: dict[str, Any] = {}
         if signal is None:
             options["id_conflict_policy"] = WorkflowIDConflictPolicy.FAIL
+            # When a worker shares this client (`dev`), the first workflow task comes back in
+            # the start response instead of through the task queue.
+            options["request_eager_start"] = True
         else:
             options["start_signal"] = signal  # signal-with-start: signals a running workflow
         await self.client.start_workflow(

@@ -109,15 +109,9 @@ class RunWorkflow:
         )
 
     async def _drive(self, run: RunInput) -> _Outcome:
-        status = await workflow.execute_local_activity_method(
-            RunStateActivities.mark_in_progress,
-            run.run_id,
-            start_to_close_timeout=STATE_TIMEOUT,
-            retry_policy=STATE_RETRY,
-        )
-        if status != "in_progress":
-            # The store says `cancelling`: cancelled before it started.
-            return _Outcome("cancelled")
+        # The model activity itself moves the run `queued → in_progress` before it calls the
+        # model: a separate activity would cost a workflow-task round trip on the way to the
+        # first token. If the run is already `cancelling`, the activity reports RUN_NOT_ACTIVE.
         t = run.timeouts
         call = GenerateInput(
             run_id=run.run_id,
