@@ -33,7 +33,8 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install
-	$(BIN)/python bench/run_latency.py
+	$(BIN)/python -m bench.run_latency
+	$(BIN)/python -m bench.run_streaming
 
 clean:
 	rm -rf $(VENV) .data

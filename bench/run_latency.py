@@ -10,7 +10,7 @@ fresh data dir and a scripted model server that answers instantly, each as its o
 3. where the time goes, from the Temporal histories of sampled runs;
 4. throughput: completed runs per second with 50 concurrent clients.
 
-    make bench            # or: .venv/bin/python bench/run_latency.py [--runs 100] [--clients 50]
+    .venv/bin/python -m bench.run_latency [--runs 100] [--clients 50] [--per-client 10]
 """
 
 from __future__ import annotations
@@ -18,87 +18,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from assistants.devserver import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": round(pct(values, 0.5) * 1000, 1),
-        "p95_ms": round(pct(values, 0.95) * 1000, 1),
-        "mean_ms": round(statistics.mean(values) * 1000, 1),
-    }
-
-
-class Processes:
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.model_port = free_port()
-        self.api_port = free_port()
-        self.temporal_port = free_port()
-        self.key = "sk-bench"
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> None:
-        model = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "model_server.py"), str(self.model_port)],
-            stdout=subprocess.PIPE,
-        )
-        assert model.stdout is not None and model.stdout.readline().strip() == b"ready"
-        self.procs.append(model)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANTS_")}
-        env |= {
-            "ASSISTANTS_DATA_DIR": str(self.workdir / "data"),
-            "ASSISTANTS_MODEL_BASE_URL": f"http://127.0.0.1:{self.model_port}/v1",
-            "ASSISTANTS_API_PORT": str(self.api_port),
-            "ASSISTANTS_TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}",
-            "ASSISTANTS_TEMPORAL_UI_PORT": str(free_port()),
-            "ASSISTANTS_BOOTSTRAP_API_KEY": self.key,
-            "ASSISTANTS_LOG_LEVEL": "WARNING",
-        }
-        log = open(self.workdir / "dev.log", "wb")  # noqa: SIM115
-        self.procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "assistants.cli", "dev"], env=env, stdout=log, stderr=log
-            )
-        )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.api_port}/healthz").is_success:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"dev did not start; see {self.workdir / 'dev.log'}")
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+from bench.harness import RESULTS, DevProcesses, pct, summary
 
 
 async def baseline(model_url: str, n: int) -> list[float]:
@@ -215,18 +145,18 @@ async def throughput(
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        procs = Processes(Path(tmp))
+        procs = DevProcesses(Path(tmp))
         procs.start()
         try:
             client = openai.AsyncOpenAI(
-                base_url=f"http://127.0.0.1:{procs.api_port}/v1",
+                base_url=procs.api_url,
                 api_key=procs.key,
                 max_retries=0,  # an error must show, not be hidden by a retry
             )
             assistant = await client.beta.assistants.create(model="gpt-4o")
             for _ in range(5):  # warm up connections, caches and the worker
                 await one_run(client, assistant.id, poll_ms=5)
-            base = await baseline(f"http://127.0.0.1:{procs.model_port}/v1", args.runs)
+            base = await baseline(procs.model_url, args.runs)
             tight: list[float] = []
             run_ids: list[str] = []
             for _ in range(args.runs):
@@ -234,7 +164,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 tight.append(elapsed)
                 run_ids.append(run_id)
             sdk = [(await one_run(client, assistant.id, poll_ms=None))[0] for _ in range(args.runs)]
-            parts = await breakdown(f"127.0.0.1:{procs.temporal_port}", run_ids[:20])
+            parts = await breakdown(procs.temporal_address, run_ids[:20])
             load = await throughput(client, assistant.id, args.clients, args.per_client)
             base_p50 = pct(base, 0.5)
             return {
@@ -248,9 +178,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             }
         finally:
             procs.stop()
-            out = ROOT / "bench" / "results"
-            out.mkdir(exist_ok=True)
-            (out / "dev.log").write_bytes((Path(tmp) / "dev.log").read_bytes())
 
 
 def main() -> None:
@@ -261,9 +188,8 @@ def main() -> None:
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
     print(json.dumps(result, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "latency.json").write_text(json.dumps(result, indent=2))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latency.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

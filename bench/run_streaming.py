@@ -9,7 +9,7 @@ and 50 tokens/s, each as its own process, then measures:
 3. 200 concurrent streamed runs: errors, latency, and CPU seconds per stream used by the server
    process (API + worker) and by the Temporal dev server.
 
-    .venv/bin/python bench/run_streaming.py [--runs 50] [--concurrent 200]
+    .venv/bin/python -m bench.run_streaming [--runs 50] [--concurrent 200]
 """
 
 from __future__ import annotations
@@ -17,101 +17,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 
-from assistants.devserver import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+from bench.harness import RESULTS, DevProcesses, children, cpu_seconds, pct, summary
 
 
 def ms(values: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": round(pct(values, 0.5) * 1000, 1),
-        "p95_ms": round(pct(values, 0.95) * 1000, 1),
-    }
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        found += [int(c) for c in text]
-    return found
-
-
-class Processes:
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.model_port = free_port()
-        self.api_port = free_port()
-        self.key = "sk-bench"
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> None:
-        model = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "bench/model_server.py"),
-                str(self.model_port),
-                "0.2",
-                "50",
-            ],
-            stdout=subprocess.PIPE,
-        )
-        assert model.stdout is not None and model.stdout.readline().strip() == b"ready"
-        self.procs.append(model)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANTS_")}
-        env |= {
-            "ASSISTANTS_DATA_DIR": str(self.workdir / "data"),
-            "ASSISTANTS_MODEL_BASE_URL": f"http://127.0.0.1:{self.model_port}/v1",
-            "ASSISTANTS_API_PORT": str(self.api_port),
-            "ASSISTANTS_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-            "ASSISTANTS_TEMPORAL_UI_PORT": str(free_port()),
-            "ASSISTANTS_BOOTSTRAP_API_KEY": self.key,
-            "ASSISTANTS_LOG_LEVEL": "WARNING",
-        }
-        log = open(self.workdir / "dev.log", "wb")  # noqa: SIM115
-        self.dev = subprocess.Popen(
-            [sys.executable, "-m", "assistants.cli", "dev"], env=env, stdout=log, stderr=log
-        )
-        self.procs.append(self.dev)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.api_port}/healthz").is_success:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("dev did not start")
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    stats = summary(values)
+    return {"p50_ms": stats["p50_ms"], "p95_ms": stats["p95_ms"]}
 
 
 async def direct(model_url: str) -> tuple[float, float]:
@@ -147,19 +65,17 @@ async def through_server(client: openai.AsyncOpenAI, assistant_id: str) -> tuple
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        procs = Processes(Path(tmp))
+        procs = DevProcesses(Path(tmp), ttft_s=0.2, tokens_per_s=50)
         procs.start()
         try:
-            client = openai.AsyncOpenAI(
-                base_url=f"http://127.0.0.1:{procs.api_port}/v1", api_key=procs.key, max_retries=0
-            )
+            client = openai.AsyncOpenAI(base_url=procs.api_url, api_key=procs.key, max_retries=0)
             assistant = await client.beta.assistants.create(model="gpt-4o")
             for _ in range(3):
                 await through_server(client, assistant.id)
-            model_url = f"http://127.0.0.1:{procs.model_port}/v1"
-            base = [await direct(model_url) for _ in range(args.runs)]
+            base = [await direct(procs.model_url) for _ in range(args.runs)]
             ours = [await through_server(client, assistant.id) for _ in range(args.runs)]
 
+            assert procs.dev is not None
             temporal = children(procs.dev.pid)
             cpu_before = cpu_seconds(procs.dev.pid), sum(cpu_seconds(p) for p in temporal)
             started = time.perf_counter()
@@ -210,9 +126,8 @@ def main() -> None:
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
     print(json.dumps(result, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "streaming.json").write_text(json.dumps(result, indent=2))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "streaming.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ end-to-end test runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,35 @@ def database_url(backend: str, request: pytest.FixtureRequest, workdir: Path, na
         return f"sqlite+aiosqlite:///{workdir / 'assistants.db'}"
     cluster: PostgresCluster = request.getfixturevalue("postgres")
     return cluster.create_database(name)
+
+
+@contextlib.contextmanager
+def started_stack(
+    request: pytest.FixtureRequest,
+    *,
+    name: str,
+    temporal_address: str,
+    model: ScriptedModel,
+    tmp_path_factory: pytest.TempPathFactory,
+    overrides: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """A stack of its own (on the `request.param` database) for tests that need other settings
+    or that kill its processes."""
+    backend: str = request.param
+    workdir = tmp_path_factory.mktemp(f"{name}-{backend}")
+    stack = Stack(
+        name=f"{name}-{backend}",
+        database_url=database_url(backend, request, workdir, f"{name}_{backend}".replace("-", "_")),
+        temporal_address=temporal_address,
+        model_base_url=model.base_url,
+        workdir=workdir,
+        overrides=overrides,
+    )
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import openai
 import pytest
 
 from assistants.devserver import TemporalDevServer
 from assistants.testing.scripted_model import Reply, ScriptedModel
-from tests.conftest import database_url, wait_for_status
+from tests.conftest import started_stack, wait_for_status
 from tests.support.stack import Stack
 
 
-def _wait(predicate: object, timeout: float = 15) -> None:
+def _wait(predicate: Callable[[], bool], timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
 
@@ -86,18 +86,15 @@ def short_expiry_stack(
     model: ScriptedModel,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp(f"expiry-{request.param}")
-    stack = Stack(
-        name=f"expiry-{request.param}",
-        database_url=database_url(request.param, request, workdir, "expiry"),
+    with started_stack(
+        request,
+        name="expiry",
         temporal_address=temporal.address,
-        model_base_url=model.base_url,
-        workdir=workdir,
+        model=model,
+        tmp_path_factory=tmp_path_factory,
         overrides={"ASSISTANTS_RUN_EXPIRES_AFTER_S": "5"},
-    )
-    stack.start()
-    yield stack
-    stack.stop()
+    ) as stack:
+        yield stack
 
 
 def test_a_run_that_takes_too_long_expires(short_expiry_stack: Stack, model: ScriptedModel) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from assistants.devserver import TemporalDevServer
 from assistants.testing.scripted_model import Reply, ScriptedModel
-from tests.conftest import database_url, wait_for_status
+from tests.conftest import started_stack, wait_for_status
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.slow
@@ -37,18 +37,14 @@ def crash_stack(
     model: ScriptedModel,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    name = f"crash-{request.param}-{request.node.originalname}"[:60]
-    workdir = tmp_path_factory.mktemp(name)
-    stack = Stack(
-        name=request.param,
-        database_url=database_url(request.param, request, workdir, name.replace("-", "_")),
+    with started_stack(
+        request,
+        name=f"crash-{request.node.originalname}"[:40],
         temporal_address=own_temporal.address,
-        model_base_url=model.base_url,
-        workdir=workdir,
-    )
-    stack.start()
-    yield stack
-    stack.stop()
+        model=model,
+        tmp_path_factory=tmp_path_factory,
+    ) as stack:
+        yield stack
 
 
 def _start_slow_run(client: openai.OpenAI, model: ScriptedModel) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from typing_extensions import override
 
 from assistants.devserver import TemporalDevServer
 from assistants.testing.scripted_model import Reply, ScriptedModel
-from tests.conftest import database_url
+from tests.conftest import started_stack
 from tests.integration.notebook import EventHandler, stream_and_cancel
 from tests.support.contract import validate
 from tests.support.stack import Stack
@@ -309,18 +309,15 @@ def keepalive_stack(
     model: ScriptedModel,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp(f"keepalive-{request.param}")
-    stack = Stack(
-        name=f"keepalive-{request.param}",
-        database_url=database_url(request.param, request, workdir, "keepalive"),
+    with started_stack(
+        request,
+        name="keepalive",
         temporal_address=temporal.address,
-        model_base_url=model.base_url,
-        workdir=workdir,
+        model=model,
+        tmp_path_factory=tmp_path_factory,
         overrides={"ASSISTANTS_STREAM_KEEPALIVE_S": "0.5"},
-    )
-    stack.start()
-    yield stack
-    stack.stop()
+    ) as stack:
+        yield stack
 
 
 def test_keepalive_comments_during_a_long_silence(
