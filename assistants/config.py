@@ -46,8 +46,9 @@ class Settings(BaseSettings):
     # --- store -------------------------------------------------------------------------------
     database_url: str | None = Field(
         default=None,
-        description="SQLAlchemy async URL. Unset: SQLite at <data_dir>/assistants.db. "
-        "PostgreSQL: postgresql+asyncpg://user:pass@host/db",
+        description="SQLAlchemy URL. Unset: SQLite at <data_dir>/assistants.db (sqlite:///path; "
+        "sqlite+aiosqlite:///path is accepted too). PostgreSQL: "
+        "postgresql+asyncpg://user:pass@host/db",
     )
     data_dir: Path = Field(default=Path(".data"))
 
@@ -90,7 +91,7 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'assistants.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / 'assistants.db').resolve()}"
 
     @property
     def api_base_url(self) -> str:

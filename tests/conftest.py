@@ -47,7 +47,7 @@ def postgres() -> Iterator[PostgresCluster]:
 
 def database_url(backend: str, request: pytest.FixtureRequest, workdir: Path, name: str) -> str:
     if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{workdir / 'assistants.db'}"
+        return f"sqlite:///{workdir / 'assistants.db'}"
     cluster: PostgresCluster = request.getfixturevalue("postgres")
     return cluster.create_database(name)
 

@@ -62,8 +62,13 @@ class Database:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
             self._readers = ThreadPoolExecutor(4, thread_name_prefix="sqlite-read")
         else:
+            # Any PostgreSQL URL (postgresql://, postgres+psycopg://, …) runs on asyncpg.
             self._engine = create_async_engine(
-                url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
+                parsed.set(drivername="postgresql+asyncpg"),
+                echo=echo,
+                pool_size=10,
+                max_overflow=20,
+                pool_pre_ping=True,
             )
 
     async def write(self, fn: Transaction[T]) -> T:

@@ -351,3 +351,16 @@ def test_keepalive_comments_during_a_long_silence(
         )
     ]
     assert names[-1] == "thread.run.completed"
+
+
+def test_a_failure_inside_the_run_arrives_as_run_failed(
+    client: openai.OpenAI, model: ScriptedModel
+) -> None:
+    assistant_id, thread_id = setup_thread(client)
+    model.enqueue(Reply(status=400, error_message="context too long"))
+    with client.beta.threads.runs.stream(thread_id=thread_id, assistant_id=assistant_id) as stream:
+        names = [event.event for event in stream]  # the handler never raises
+        run = stream.get_final_run()
+    assert names[-1] == "thread.run.failed"
+    assert run.status == "failed" and run.last_error is not None
+    assert run.last_error.code == "invalid_prompt" and "context too long" in run.last_error.message
