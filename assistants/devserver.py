@@ -100,6 +100,10 @@ class TemporalDevServer:
             self.namespace,
             "--log-level",
             "warn",
+            # Let a workflow task's completion hand its new activity straight back to the same
+            # worker (eager activity execution) instead of through the task queue.
+            "--dynamic-config-value",
+            "system.enableActivityEagerExecution=true",
         ]
         if self.ui_port:
             cmd += ["--ui-port", str(self.ui_port)]
