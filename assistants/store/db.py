@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, make_url
@@ -51,6 +52,9 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._sync: Engine | None = None
         if self.is_sqlite:
+            if parsed.database and parsed.database != ":memory:":
+                # First use with a fresh data dir (`keys create`, `migrate`, `api`, `worker`).
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             self._sync = create_engine(
                 parsed.set(drivername="sqlite+pysqlite"),
                 echo=echo,

@@ -119,3 +119,12 @@ async def test_event_log_is_ordered_and_idempotent(store: Store) -> None:
     completed = json.loads(events[8].data)
     assert completed["content"][0]["text"]["value"] == "Hello"
     assert json.loads(events[-1].data)["status"] == "completed"
+
+
+async def test_sqlite_creates_its_directory(tmp_path: Path) -> None:
+    store = Store.from_url(f"sqlite:///{tmp_path / 'fresh' / 'data' / 'assistants.db'}")
+    try:
+        assert await store.migrate() == [1]
+        assert (tmp_path / "fresh" / "data" / "assistants.db").exists()
+    finally:
+        await store.close()
