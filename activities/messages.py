@@ -26,7 +26,14 @@ class RunNoLongerActive(Exception):
 
 class MessageWriter:
     def __init__(
-        self, store: Store, run_id: str, step_id: str, message_id: str, flush_interval_s: float
+        self,
+        store: Store,
+        run_id: str,
+        step_id: str,
+        message_id: str,
+        flush_interval_s: float,
+        *,
+        retried: bool,
     ) -> None:
         self._store = store
         self._run_id = run_id
@@ -36,6 +43,7 @@ class MessageWriter:
         self.text = ""
         self._emitted = 0  # characters of `text` covered by delta events
         self._begun = False
+        self._retried = retried  # only a retried call can find text streamed before it
         self._last_flush = 0.0
 
     async def _begin(self) -> None:
@@ -43,7 +51,8 @@ class MessageWriter:
             return
         if not await self._store.runs.begin_message(self._run_id, self._step_id, self._message_id):
             raise RunNoLongerActive(self._run_id)
-        self._emitted = len(await self._previously_emitted())
+        if self._retried:
+            self._emitted = len(await self._previously_emitted())
         self._begun = True
 
     async def _previously_emitted(self) -> str:

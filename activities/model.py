@@ -68,12 +68,17 @@ class ModelActivities:
             max_completion_tokens=completion_budget,
             response_format=_response_format(run.response_format),
         )
+        attempt = activity.info().attempt
         writer = MessageWriter(
-            self._store, call.run_id, call.step_id, call.message_id, self._flush_interval_s
+            self._store,
+            call.run_id,
+            call.step_id,
+            call.message_id,
+            self._flush_interval_s,
+            retried=attempt > 1,
         )
         finish_reason: str | None = None
         usage: Usage | None = None
-        attempt = activity.info().attempt
         bound.info("model call", model=run.model, attempt=attempt)
         try:
             async with heartbeating():

@@ -71,7 +71,7 @@ class RunLauncher:
         try:
             await self._start(run, project_id, signal=None)
         except WorkflowAlreadyStartedError:
-            pass
+            pass  # the sweeper (or a retried start) got there first: one workflow per run
         except RPCError as error:
             # The run stays `queued` in the store; the sweeper starts it once Temporal answers.
             bound.warning("workflow start failed; the sweeper will retry", error=str(error))

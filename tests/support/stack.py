@@ -7,6 +7,7 @@ Tests drive it with the real `openai` SDK; crash tests SIGKILL and restart its p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -79,14 +80,14 @@ class Stack:
         return env
 
     def _spawn(self, command: str, log_name: str) -> subprocess.Popen[bytes]:
-        log = open(self.workdir / log_name, "ab")  # noqa: SIM115 - owned by the child
-        return subprocess.Popen(
-            [sys.executable, "-m", "assistants.cli", command],
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.workdir / log_name, "ab") as log:  # the child keeps its own handle
+            return subprocess.Popen(
+                [sys.executable, "-m", "assistants.cli", command],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def cli(self, *args: str) -> str:
         result = subprocess.run(
@@ -105,11 +106,9 @@ class Stack:
         while time.monotonic() < deadline:
             if self.api.poll() is not None:
                 raise RuntimeError(f"api exited; see {self.workdir / 'api.log'}")
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"http://127.0.0.1:{self.api_port}/healthz", timeout=1).is_success:
                     return
-            except httpx.HTTPError:
-                pass
             time.sleep(0.1)
         raise TimeoutError("api did not start")
 
