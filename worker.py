@@ -14,24 +14,43 @@ from temporalio.worker import Worker
 
 from activities.model import ModelActivities
 from activities.runs import RunStateActivities
+from activities.tools import ToolActivities
 from assistants.backends import ChatBackend
 from assistants.backends.factory import backend_from_settings
 from assistants.config import Settings
 from assistants.store import Store
 from assistants.temporal import connect
+from assistants.tools import ToolRegistry
 from workflows.run import RunWorkflow
 
 log = structlog.get_logger(__name__)
 
 
-def build_worker(client: Client, settings: Settings, store: Store, backend: ChatBackend) -> Worker:
-    model = ModelActivities(store, backend, settings.event_flush_interval_ms / 1000)
+def build_worker(
+    client: Client,
+    settings: Settings,
+    store: Store,
+    backend: ChatBackend,
+    tools: ToolRegistry | None = None,
+) -> Worker:
+    if tools is None:
+        tools = ToolRegistry.from_modules(settings.tool_module_list)
+    model = ModelActivities(store, backend, settings.event_flush_interval_ms / 1000, tools)
     state = RunStateActivities(store)
+    tool_runner = ToolActivities(store, tools)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[RunWorkflow],
-        activities=[model.generate, state.finish],
+        activities=[
+            model.generate,
+            state.finish,
+            state.require_action,
+            state.apply_tool_outputs,
+            state.record_tool_output,
+            state.complete_tool_step,
+            tool_runner.run_tool,
+        ],
         graceful_shutdown_timeout=timedelta(seconds=10),
         max_concurrent_activities=200,
     )
@@ -40,11 +59,16 @@ def build_worker(client: Client, settings: Settings, store: Store, backend: Chat
 async def run_worker(settings: Settings) -> None:
     store = Store.from_url(settings.resolved_database_url)
     await store.migrate()
+    tools = ToolRegistry.from_modules(settings.tool_module_list)
     client = await connect(settings)
-    worker = build_worker(client, settings, store, backend_from_settings(settings))
+    worker = build_worker(client, settings, store, backend_from_settings(settings), tools)
     try:
         async with worker:
-            log.info("worker ready", task_queue=settings.task_queue)
+            log.info(
+                "worker ready",
+                task_queue=settings.task_queue,
+                tools=[tool.name for tool in tools],
+            )
             await asyncio.Event().wait()  # until cancelled (Ctrl-C / SIGTERM)
     finally:
         await store.close()

@@ -15,10 +15,19 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
 from activities.messages import MessageWriter, RunNoLongerActive
+from activities.tool_calls import ToolCallWriter
 from assistants.backends import BackendError, ChatBackend, ChatRequest
 from assistants.prompting import build_prompt, estimate_tokens
 from assistants.store import Store
-from workflows.shared import RUN_NOT_ACTIVE, GenerateInput, GenerateResult, Usage
+from assistants.tools import ToolRegistry
+from workflows.shared import (
+    RUN_NOT_ACTIVE,
+    GenerateInput,
+    GenerateResult,
+    ToolCallRef,
+    ToolPolicy,
+    Usage,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -29,21 +38,54 @@ def _response_format(value: Any) -> dict[str, Any] | None:
     return dict(value)
 
 
+def _tool_choice(value: Any) -> Any:
+    """Run `tool_choice` → Chat Completions `tool_choice` (None: the backend's default, auto)."""
+    if value is None or isinstance(value, str):
+        return value
+    if value.get("type") == "function":
+        return {"type": "function", "function": {"name": value["function"]["name"]}}
+    return None  # file_search / code_interpreter are not function tools
+
+
 class ModelActivities:
-    def __init__(self, store: Store, backend: ChatBackend, flush_interval_s: float = 0.04) -> None:
+    def __init__(
+        self,
+        store: Store,
+        backend: ChatBackend,
+        flush_interval_s: float = 0.04,
+        tools: ToolRegistry | None = None,
+    ) -> None:
         self._store = store
         self._backend = backend
         self._flush_interval_s = flush_interval_s
+        self._tools = tools or ToolRegistry()
+
+    def _function_tools(self, run_tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The run's function tools for the model. A registered tool declared by name only
+        (no `parameters`) gets its schema and description from the registry."""
+        result: list[dict[str, Any]] = []
+        for tool in run_tools:
+            if tool.get("type") != "function":
+                continue
+            function = dict(tool["function"])
+            registered = self._tools.get(function["name"])
+            if registered is not None and "parameters" not in function:
+                function = registered.definition()["function"] | {
+                    k: v for k, v in function.items() if k in ("description", "strict")
+                }
+            result.append({"type": "function", "function": function})
+        return result
 
     @activity.defn(name="generate")
     async def generate(self, call: GenerateInput) -> GenerateResult:
-        if await self._store.runs.mark_in_progress(call.run_id) != "in_progress":
+        if await self._store.runs.mark_in_progress(call.run_id, call.step_id) != "in_progress":
             raise ApplicationError(
                 "the run is no longer in progress", type=RUN_NOT_ACTIVE, non_retryable=True
             )
         run = await self._store.runs.load(call.run_id)
         bound = log.bind(run_id=run.id, thread_id=run.thread_id, assistant_id=run.assistant_id)
-        history = await self._store.runs.context_messages(run.thread_id, call.message_id)
+        history = await self._store.runs.context_messages(run.thread_id, run.id)
+        own_turns = await self._store.tool_calls.run_turns(run.id, call.message_id)
         prompt_budget = None
         if run.max_prompt_tokens is not None:
             prompt_budget = run.max_prompt_tokens - call.prompt_tokens_used
@@ -53,6 +95,7 @@ class ModelActivities:
             history=[(m.role, m.content) for m in history],
             truncation=run.truncation_strategy,
             max_prompt_tokens=prompt_budget,
+            run_turns=own_turns,
         )
         if prompt.over_budget:
             bound.info("prompt over max_prompt_tokens", estimated=prompt.estimated_tokens)
@@ -60,6 +103,7 @@ class ModelActivities:
         completion_budget = None
         if run.max_completion_tokens is not None:
             completion_budget = max(1, run.max_completion_tokens - call.completion_tokens_used)
+        tools = self._function_tools(run.tools)
         request = ChatRequest(
             model=run.model,
             messages=prompt.messages,
@@ -67,6 +111,9 @@ class ModelActivities:
             top_p=run.top_p,
             max_completion_tokens=completion_budget,
             response_format=_response_format(run.response_format),
+            tools=tools,
+            tool_choice=_tool_choice(run.tool_choice) if tools else None,
+            parallel_tool_calls=run.parallel_tool_calls if tools else None,
         )
         attempt = activity.info().attempt
         writer = MessageWriter(
@@ -77,18 +124,35 @@ class ModelActivities:
             self._flush_interval_s,
             retried=attempt > 1,
         )
+        calls = ToolCallWriter(
+            self._store,
+            call.run_id,
+            call.tool_step_id,
+            self._flush_interval_s,
+            retried=attempt > 1,
+            parallel=bool(run.parallel_tool_calls),
+        )
         finish_reason: str | None = None
         usage: Usage | None = None
         bound.info("model call", model=run.model, attempt=attempt)
         try:
             async with heartbeating():
                 async for chunk in self._backend.stream(request):
-                    if chunk.text:
+                    if chunk.text and not calls.started:
                         await writer.add(chunk.text)
+                    for delta in chunk.tool_calls if call.tool_step_id else ():
+                        if not calls.started and writer.text:
+                            # One step at a time: the text before the calls is its own
+                            # message, finished before the tool_calls step starts.
+                            await writer.complete(Usage(), truncated=False)
+                        await calls.add(delta)
                     if chunk.finish_reason:
                         finish_reason = chunk.finish_reason
                     if chunk.usage is not None:
                         usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+            return await self._finish(
+                call, run, prompt.estimated_tokens, writer, calls, usage, finish_reason
+            )
         except RunNoLongerActive:
             bound.info("run no longer in progress; model call stopped")
             raise ApplicationError(
@@ -106,12 +170,42 @@ class ModelActivities:
                     timedelta(seconds=error.retry_after_s) if error.retry_after_s else None
                 ),
             ) from error
+
+    async def _finish(
+        self,
+        call: GenerateInput,
+        run: Any,
+        prompt_estimate: int,
+        writer: MessageWriter,
+        calls: ToolCallWriter,
+        usage: Usage | None,
+        finish_reason: str | None,
+    ) -> GenerateResult:
         if usage is None:  # backends that do not report usage: estimate it
-            usage = Usage(prompt.estimated_tokens, estimate_tokens(writer.text))
+            usage = Usage(prompt_estimate, estimate_tokens(writer.text))
         truncated = finish_reason == "length"
+        if calls.started:
+            stored = await calls.complete(usage.as_object())
+            refs = [
+                ToolCallRef(
+                    call_id=c["id"],
+                    name=c["name"],
+                    policy=self._registered_policy(c["name"], run.tools),
+                )
+                for c in stored
+            ]
+            return GenerateResult(finish="tool_calls", usage=usage, tool_calls=refs)
         await writer.complete(usage, truncated=truncated)
         if run.max_prompt_tokens is not None and (
             call.prompt_tokens_used + usage.prompt_tokens > run.max_prompt_tokens
         ):
             return GenerateResult(finish="prompt_limit", usage=usage)
         return GenerateResult(finish="length" if truncated else "stop", usage=usage)
+
+    def _registered_policy(self, name: str, run_tools: list[dict[str, Any]]) -> ToolPolicy | None:
+        """The worker runs a call itself when the function is registered here and is one of the
+        run's tools; the decision (with the tool's policy) is recorded in history with the result,
+        so a replay never depends on what a later worker has registered."""
+        declared = {t["function"]["name"] for t in run_tools if t.get("type") == "function"}
+        tool = self._tools.get(name)
+        return tool.policy if tool is not None and name in declared else None

@@ -1,4 +1,4 @@
-"""Run state transitions, written to the store and the run's event log.
+"""Run state transitions (and tool-call bookkeeping), written to the store and the run's event log.
 
 (`queued → in_progress` happens at the start of the model activity, see `activities/model.py`.)
 """
@@ -9,7 +9,13 @@ import structlog
 from temporalio import activity
 
 from assistants.store import Store
-from workflows.shared import FinishInput
+from workflows.shared import (
+    ApplyOutputsInput,
+    CompleteStepInput,
+    FinishInput,
+    RequireActionInput,
+    ToolOutputInput,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -37,3 +43,28 @@ class RunStateActivities:
             assistant_id=run["assistant_id"],
             status=run["status"],
         )
+
+    @activity.defn(name="require_action")
+    async def require_action(self, action: RequireActionInput) -> bool:
+        """`in_progress` → `requires_action` for the client's calls; False if a cancel got there
+        first."""
+        return await self._store.tool_calls.require_action(
+            action.run_id, action.step_id, action.call_ids
+        )
+
+    @activity.defn(name="apply_tool_outputs")
+    async def apply_tool_outputs(self, apply: ApplyOutputsInput) -> bool:
+        """The client's staged outputs onto the step; the run back to `queued`."""
+        return await self._store.tool_calls.apply_submission(
+            apply.run_id, apply.step_id, apply.submission_id
+        )
+
+    @activity.defn(name="record_tool_output")
+    async def record_tool_output(self, output: ToolOutputInput) -> None:
+        await self._store.tool_calls.record_output(
+            output.run_id, output.step_id, output.call_id, output.output
+        )
+
+    @activity.defn(name="complete_tool_step")
+    async def complete_tool_step(self, step: CompleteStepInput) -> None:
+        await self._store.tool_calls.complete_step(step.run_id, step.step_id)

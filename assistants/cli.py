@@ -1,4 +1,4 @@
-"""`durable-assistants`: dev, api, worker, migrate, keys.
+"""`durable-assistants`: dev, api, worker, tools, migrate, keys.
 
 `dev` runs everything in one process for a laptop: an embedded Temporal dev server (persisted under
 the data dir), the worker and the HTTP API. `api` and `worker` run the parts separately against an
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import secrets
 import signal
 import sys
@@ -125,6 +126,23 @@ async def _create_key(settings: Settings, project: str) -> None:
     print(f"(a new API key for project '{project}'; it is shown only once)", file=sys.stderr)
 
 
+def _list_tools(settings: Settings) -> None:
+    from assistants.tools import ToolRegistry
+
+    registry = ToolRegistry.from_modules(settings.tool_module_list)
+    if not len(registry):
+        print("no function tools registered (set ASSISTANTS_TOOL_MODULES or pass --tools)")
+        return
+    for tool in registry:
+        policy = tool.policy
+        print(f"{tool.name}: {tool.description or '(no description)'}")
+        print(
+            f"  timeout {policy.timeout_s:g}s, {policy.max_attempts} attempt(s), "
+            f"heartbeat timeout {policy.heartbeat_timeout_s:g}s, on error: {policy.on_error}"
+        )
+        print(f"  parameters {json.dumps(tool.parameters)}")
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -132,9 +150,16 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="durable-assistants", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("dev", help="Temporal dev server + worker + API in one process")
+    tools_help = "comma-separated modules of @function_tool functions (ASSISTANTS_TOOL_MODULES)"
+    dev = commands.add_parser("dev", help="Temporal dev server + worker + API in one process")
+    dev.add_argument("--tools", help=tools_help)
     commands.add_parser("api", help="the HTTP API (external Temporal and database)")
-    commands.add_parser("worker", help="the Temporal worker (external Temporal and database)")
+    worker = commands.add_parser(
+        "worker", help="the Temporal worker (external Temporal and database)"
+    )
+    worker.add_argument("--tools", help=tools_help)
+    listing = commands.add_parser("tools", help="list the function tools the worker registers")
+    listing.add_argument("--tools", help=tools_help)
     commands.add_parser("migrate", help="apply database schema migrations")
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -147,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     # after its graceful shutdown, which lands here too.
     signal.signal(signal.SIGTERM, _interrupt)
     settings = Settings()
+    if getattr(args, "tools", None):
+        settings = settings.model_copy(update={"tool_modules": args.tools})
     fmt = (
         "console"
         if args.command == "dev" and settings.log_format == "json"
@@ -162,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
             from worker import run_worker
 
             asyncio.run(run_worker(settings))
+        elif args.command == "tools":
+            _list_tools(settings)
         elif args.command == "migrate":
             asyncio.run(_migrate(settings))
         elif args.command == "keys":

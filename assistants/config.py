@@ -82,6 +82,19 @@ class Settings(BaseSettings):
     event_flush_interval_ms: int = Field(
         default=40, ge=0, description="Message deltas are batched into one event per interval."
     )
+    max_model_rounds: int = Field(
+        default=32,
+        ge=1,
+        description="Model calls one run may make (each tool round trip is one more): a run "
+        "whose model keeps calling tools past this fails instead of looping forever.",
+    )
+
+    # --- registered function tools -----------------------------------------------------------
+    tool_modules: str = Field(
+        default="",
+        description="Comma-separated Python modules whose `@function_tool` functions the worker "
+        "registers and executes itself (e.g. `myapp.tools,myapp.more_tools`).",
+    )
 
     # --- logging -----------------------------------------------------------------------------
     log_format: Literal["console", "json"] = "json"
@@ -92,6 +105,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'assistants.db').resolve()}"
+
+    @property
+    def tool_module_list(self) -> list[str]:
+        return [name.strip() for name in self.tool_modules.split(",") if name.strip()]
 
     @property
     def api_base_url(self) -> str:

@@ -13,15 +13,31 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from assistants.config import Settings
+from assistants.errors import InvalidRequest, ServiceUnavailable
 from assistants.store import Store
 from assistants.temporal import run_timeouts
-from workflows.shared import CANCEL_SIGNAL, WORKFLOW_NAME, RunInput
+from workflows.shared import (
+    CANCEL_SIGNAL,
+    SUBMIT_TOOL_OUTPUTS_UPDATE,
+    WORKFLOW_NAME,
+    RunInput,
+    ToolOutputsSubmission,
+)
+
+
+class RunGone(Exception):
+    """The run's workflow has already closed."""
+
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +102,32 @@ class RunLauncher:
             log.warning(
                 "cancel signal failed; the sweeper will retry", run_id=run["id"], error=str(error)
             )
+
+    async def submit_tool_outputs(
+        self, run_id: str, submission_id: str, call_ids: list[str]
+    ) -> None:
+        """Deliver staged tool outputs as the workflow's `submit_tool_outputs` update and wait
+        until they are applied. The workflow's validator rejects a submission that does not
+        answer exactly the pending calls (or comes too late): that is an `InvalidRequest`."""
+        handle = self.client.get_workflow_handle(run_id)
+        try:
+            await handle.execute_update(
+                SUBMIT_TOOL_OUTPUTS_UPDATE,
+                ToolOutputsSubmission(submission_id=submission_id, call_ids=call_ids),
+                rpc_timeout=timedelta(seconds=30),
+            )
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError):
+                param = cause.details[0] if cause.details and cause.details[0] else None
+                raise InvalidRequest(cause.message, param=param) from None
+            raise
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            raise ServiceUnavailable("Timed out delivering the tool outputs; retry.") from None
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                raise RunGone(run_id) from None
+            raise ServiceUnavailable(f"Temporal is unavailable: {error.message}") from None
 
     async def sweep(self) -> int:
         stale = await self._store.runs.stale_queued(self._settings.requeue_after_s)

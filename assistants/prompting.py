@@ -20,9 +20,14 @@ def estimate_tokens(text: str) -> int:
 
 def _message_tokens(message: dict[str, Any]) -> int:
     content = message["content"]
-    if isinstance(content, str):
-        return estimate_tokens(content) + PER_MESSAGE_OVERHEAD
     total = PER_MESSAGE_OVERHEAD
+    for call in message.get("tool_calls") or ():
+        function = call["function"]
+        total += estimate_tokens(function["name"]) + estimate_tokens(function["arguments"])
+    if content is None:
+        return total
+    if isinstance(content, str):
+        return estimate_tokens(content) + total
     for part in content:
         total += estimate_tokens(part.get("text", "")) if part.get("type") == "text" else 85
     return total
@@ -63,7 +68,10 @@ def build_prompt(
     history: list[tuple[str, list[dict[str, Any]]]],
     truncation: dict[str, Any],
     max_prompt_tokens: int | None,
+    run_turns: list[dict[str, Any]] | None = None,
 ) -> Prompt:
+    """`history` is the thread before this run; `run_turns` are this run's own earlier rounds
+    (assistant text, tool calls and tool outputs), which truncation never separates or drops."""
     system_text = instructions
     if additional_instructions:
         system_text = (
@@ -78,8 +86,10 @@ def build_prompt(
     if truncation.get("type") == "last_messages" and truncation.get("last_messages"):
         turns = turns[-int(truncation["last_messages"]) :]
 
+    own = run_turns or []
+
     def total(items: list[dict[str, Any]]) -> int:
-        return sum(_message_tokens(m) for m in system + items)
+        return sum(_message_tokens(m) for m in system + items + own)
 
     estimated = total(turns)
     if max_prompt_tokens is not None and truncation.get("type", "auto") == "auto":
@@ -88,4 +98,4 @@ def build_prompt(
             turns = turns[1:]
             estimated = total(turns)
     over = max_prompt_tokens is not None and estimated > max_prompt_tokens
-    return Prompt(messages=system + turns, estimated_tokens=estimated, over_budget=over)
+    return Prompt(messages=system + turns + own, estimated_tokens=estimated, over_budget=over)

@@ -35,4 +35,5 @@ def run_timeouts(settings: Settings) -> RunTimeouts:
         retry_initial_s=settings.model_retry_initial_interval_s,
         retry_max_interval_s=settings.model_retry_max_interval_s,
         retry_max_attempts=settings.model_retry_max_attempts,
+        max_model_rounds=settings.max_model_rounds,
     )

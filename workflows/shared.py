@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 WORKFLOW_NAME = "RunWorkflow"
 CANCEL_SIGNAL = "cancel"
+SUBMIT_TOOL_OUTPUTS_UPDATE = "submit_tool_outputs"
 # Error type of an activity that found its run no longer `in_progress` (a cancel is under way).
 RUN_NOT_ACTIVE = "run_not_active"
 
@@ -23,6 +24,7 @@ class RunTimeouts:
     retry_initial_s: float = 1.0
     retry_max_interval_s: float = 30.0
     retry_max_attempts: int = 6
+    max_model_rounds: int = 32
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,32 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ToolPolicy:
+    """How the worker runs a registered function tool (from its `@function_tool` options)."""
+
+    timeout_s: float = 60.0
+    max_attempts: int = 3
+    heartbeat_timeout_s: float = 20.0
+    on_error: str = "message"  # "message": the error becomes the output; "fail": the run fails
+
+
+@dataclass(frozen=True)
+class ToolCallRef:
+    """One tool call of a model round. `policy` is set when the worker runs the function itself
+    (it is registered); otherwise the call goes to the client through `requires_action`. The
+    arguments stay in the store."""
+
+    call_id: str
+    name: str
+    policy: ToolPolicy | None = None
+
+
+@dataclass(frozen=True)
 class GenerateInput:
     run_id: str
     step_id: str
     message_id: str
+    tool_step_id: str = ""
     # Tokens already spent by earlier model calls of this run: max_*_tokens apply to the run.
     prompt_tokens_used: int = 0
     completion_tokens_used: int = 0
@@ -70,8 +94,57 @@ class GenerateInput:
 @dataclass(frozen=True)
 class GenerateResult:
     # "stop" | "length" (max_completion_tokens hit) | "prompt_limit" (max_prompt_tokens hit)
+    # | "tool_calls" (the calls are in `tool_calls` and on the step `tool_step_id`)
     finish: str
     usage: Usage
+    tool_calls: list[ToolCallRef] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ToolCallInput:
+    run_id: str
+    step_id: str
+    call_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ToolOutputInput:
+    """The final error of a registered tool, recorded as its output for the model."""
+
+    run_id: str
+    step_id: str
+    call_id: str
+    output: str
+
+
+@dataclass(frozen=True)
+class RequireActionInput:
+    run_id: str
+    step_id: str
+    call_ids: list[str]
+
+
+@dataclass(frozen=True)
+class ToolOutputsSubmission:
+    """The `submit_tool_outputs` update. The outputs themselves wait in the store under
+    `submission_id`; only the call ids cross Temporal history."""
+
+    submission_id: str
+    call_ids: list[str]
+
+
+@dataclass(frozen=True)
+class ApplyOutputsInput:
+    run_id: str
+    step_id: str
+    submission_id: str
+
+
+@dataclass(frozen=True)
+class CompleteStepInput:
+    run_id: str
+    step_id: str
 
 
 @dataclass(frozen=True)
@@ -91,3 +164,22 @@ class RunResult:
     usage: Usage | None = None
     error_code: str | None = None
     error_message: str | None = None
+
+
+def submission_problem(
+    status: str, pending: list[str], given: list[str]
+) -> tuple[str, str | None] | None:
+    """OpenAI's rules for `submit_tool_outputs` — the run waits for outputs and every pending call
+    is answered exactly once — as `(message, param)`, or None when the submission is acceptable.
+    The API checks them before staging; the workflow's update validator checks them again against
+    its own state, which is what decides when a submission races the run's expiry."""
+    if status != "requires_action":
+        return f'Runs in status "{status}" do not accept tool outputs.', None
+    seen: set[str] = set()
+    for call_id in given:
+        if call_id in seen:
+            return f"Duplicate tool output for call_id '{call_id}'.", "tool_outputs"
+        seen.add(call_id)
+    if seen != set(pending):
+        return f"Expected tool outputs for call_ids {sorted(pending)}, got {given}.", "tool_outputs"
+    return None

@@ -348,6 +348,16 @@ class RunModify(Strict):
     metadata: Metadata | None = None
 
 
+class ToolOutput(Strict):
+    tool_call_id: str
+    output: str
+
+
+class SubmitToolOutputs(Strict):
+    tool_outputs: list[ToolOutput]
+    stream: bool | None = None
+
+
 # --- error translation ---------------------------------------------------------------------------
 
 

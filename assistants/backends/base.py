@@ -32,8 +32,20 @@ class TokenUsage:
 
 
 @dataclass(frozen=True)
+class ToolCallDelta:
+    """A fragment of one streamed tool call. `index` identifies the call; `id` and `name` come
+    with its first fragment, `arguments` is a piece of the JSON arguments string."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
 class ChatChunk:
     text: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
     finish_reason: str | None = None
     usage: TokenUsage | None = None
 

@@ -13,7 +13,13 @@ from typing import Any
 
 import openai
 
-from assistants.backends.base import BackendError, ChatChunk, ChatRequest, TokenUsage
+from assistants.backends.base import (
+    BackendError,
+    ChatChunk,
+    ChatRequest,
+    TokenUsage,
+    ToolCallDelta,
+)
 
 RETRYABLE_STATUS = {408, 409, 429}
 
@@ -107,12 +113,24 @@ class OpenAICompatibleBackend:
                         )
                     text = ""
                     finish = None
+                    calls: tuple[ToolCallDelta, ...] = ()
                     if chunk.choices:
                         choice = chunk.choices[0]
                         text = choice.delta.content or ""
                         finish = choice.finish_reason
-                    if text or finish or usage:
-                        yield ChatChunk(text=text, finish_reason=finish, usage=usage)
+                        calls = tuple(
+                            ToolCallDelta(
+                                index=call.index,
+                                id=call.id,
+                                name=call.function.name if call.function else None,
+                                arguments=(call.function.arguments or "") if call.function else "",
+                            )
+                            for call in choice.delta.tool_calls or ()
+                        )
+                    if text or calls or finish or usage:
+                        yield ChatChunk(
+                            text=text, tool_calls=calls, finish_reason=finish, usage=usage
+                        )
         except openai.APIStatusError as error:
             raise classify(error) from error
         except Exception as error:  # transport failures (connect, reset, truncated stream)

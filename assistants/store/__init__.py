@@ -16,6 +16,7 @@ from assistants.store.migrations import migrate
 from assistants.store.projects import ProjectStore
 from assistants.store.runs import RunStore, create_run
 from assistants.store.threads import ThreadStore, create_thread
+from assistants.store.tool_calls import ToolCallStore
 
 
 class Store:
@@ -25,6 +26,7 @@ class Store:
         self.assistants = AssistantStore(db)
         self.threads = ThreadStore(db)
         self.runs = RunStore(db)
+        self.tool_calls = ToolCallStore(db)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.engine import Connection
 
 from assistants.errors import InvalidRequest, NotFound
@@ -19,7 +19,7 @@ from assistants.ids import new_id
 from assistants.store import events, objects
 from assistants.store.db import Database
 from assistants.store.pagination import PageParams, fetch_page, list_object
-from assistants.store.tables import messages, run_steps, runs, threads
+from assistants.store.tables import messages, run_steps, runs, threads, tool_output_submissions
 from assistants.store.threads import insert_message, lock_thread_row, require_thread
 
 JSONDict = dict[str, Any]
@@ -224,17 +224,22 @@ class RunStore:
     async def load(self, run_id: str) -> Row[Any]:
         return await self._db.read(lambda conn: _run_row(conn, run_id))
 
-    async def context_messages(self, thread_id: str, exclude_message_id: str) -> list[Any]:
-        """The thread's messages in order, for the model prompt."""
+    async def context_messages(self, thread_id: str, run_id: str) -> list[Any]:
+        """The thread's messages in order, for the model prompt — except those this run wrote
+        (they come back, interleaved with its tool rounds, from `ToolCallStore.run_turns`)."""
         query = (
             select(messages.c.id, messages.c.role, messages.c.content, messages.c.status)
-            .where(messages.c.thread_id == thread_id, messages.c.id != exclude_message_id)
+            .where(
+                messages.c.thread_id == thread_id,
+                (messages.c.run_id.is_(None)) | (messages.c.run_id != run_id),
+            )
             .order_by(messages.c.seq)
         )
         return await self._db.read(lambda conn: list(conn.execute(query).all()))
 
-    async def mark_in_progress(self, run_id: str) -> str:
-        """`queued` → `in_progress`. Returns the status the run has afterwards."""
+    async def mark_in_progress(self, run_id: str, round_key: str) -> str:
+        """`queued` → `in_progress` (at the start of every model round: after tool outputs the
+        run is `queued` again). Returns the status the run has afterwards."""
 
         def tx(conn: Connection) -> str:
             row = _run_row(conn, run_id, lock=True)
@@ -243,9 +248,9 @@ class RunStore:
             conn.execute(
                 update(runs)
                 .where(runs.c.id == run_id)
-                .values(status="in_progress", started_at=int(time.time()))
+                .values(status="in_progress", started_at=row.started_at or int(time.time()))
             )
-            _run_event(conn, run_id, "in_progress")
+            _run_event(conn, run_id, "in_progress", key=f"run:in_progress:{round_key}")
             return "in_progress"
 
         return await self._db.write(tx)
@@ -410,6 +415,9 @@ class RunStore:
             if status == "cancelled":
                 values["cancelled_at"] = now
             _close_open_items(conn, run_id, status, now, last_error)
+            conn.execute(
+                delete(tool_output_submissions).where(tool_output_submissions.c.run_id == run_id)
+            )
             conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
             conn.execute(
                 update(threads)

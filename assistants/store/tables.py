@@ -160,6 +160,17 @@ run_steps = Table(
     Index("ix_steps_run", "run_id", "seq"),
 )
 
+# Tool outputs submitted through `submit_tool_outputs`, waiting for the workflow's update handler
+# to apply them to the run's step. Kept out of Temporal history: the update carries only this id.
+tool_output_submissions = Table(
+    "tool_output_submissions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("run_id", String(64), nullable=False, index=True),
+    Column("outputs", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
 # The durable per-run event log: one row per SSE event, in order. `key` makes appends idempotent,
 # so an activity retried after a crash never duplicates an event.
 run_events = Table(

@@ -29,6 +29,7 @@ FAST_SETTINGS = {
     "ASSISTANTS_POLL_AFTER_MS": "50",
     "ASSISTANTS_REQUEUE_AFTER_S": "2",
     "ASSISTANTS_LOG_FORMAT": "json",
+    "ASSISTANTS_TOOL_MODULES": "tests.support.tools",
 }
 
 

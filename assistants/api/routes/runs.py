@@ -13,11 +13,13 @@ from assistants.api.http import json_body, ok, page_params, project
 from assistants.api.schemas import (
     RunCreate,
     RunModify,
+    SubmitToolOutputs,
     ThreadAndRunCreate,
     dump_optional,
     parse,
 )
 from assistants.errors import InvalidRequest
+from assistants.launcher import RunGone
 from assistants.run_config import resolve_run_fields
 from assistants.streaming.sse import sse_stream
 
@@ -135,6 +137,37 @@ async def cancel(request: Request) -> Response:
     return ok(run, _poll_headers(svc))
 
 
+async def submit_tool_outputs(request: Request) -> Response:
+    """Stage the outputs in the store (checked against the run), then hand them to the workflow
+    as an update; its validator has the last word. A rejected submission leaves nothing behind.
+    With `stream: true`, the continuation is served from the event log right after the events
+    the client has already seen: `thread.run.step.completed` for the tool step, then
+    `thread.run.queued`, and so on."""
+    body = parse(SubmitToolOutputs, await json_body(request))
+    svc, pid, p = services(request), project(request), request.path_params
+    outputs = [o.model_dump() for o in body.tool_outputs]
+    submission_id, after_seq = await svc.store.tool_calls.stage_outputs(
+        pid, p["thread_id"], p["run_id"], outputs
+    )
+    try:
+        await svc.launcher.submit_tool_outputs(
+            p["run_id"], submission_id, [o["tool_call_id"] for o in outputs]
+        )
+    except RunGone:
+        await svc.store.tool_calls.discard_submission(submission_id)
+        run = await svc.store.runs.get(pid, p["thread_id"], p["run_id"])
+        raise InvalidRequest(
+            f'Runs in status "{run["status"]}" do not accept tool outputs.'
+        ) from None
+    except BaseException:
+        await svc.store.tool_calls.discard_submission(submission_id)
+        raise
+    if body.stream:
+        return _stream(svc, p["run_id"], after_seq)
+    run = await svc.store.runs.get(pid, p["thread_id"], p["run_id"])
+    return ok(run, _poll_headers(svc))
+
+
 async def list_steps(request: Request) -> Response:
     p = request.path_params
     return ok(
@@ -161,6 +194,11 @@ routes = [
     Route("/threads/{thread_id}/runs/{run_id}", modify, methods=["POST"]),
     Route("/threads/{thread_id}/runs/{run_id}/cancel", cancel, methods=["POST"]),
     Route("/threads/{thread_id}/runs/{run_id}/events", events, methods=["GET"]),
+    Route(
+        "/threads/{thread_id}/runs/{run_id}/submit_tool_outputs",
+        submit_tool_outputs,
+        methods=["POST"],
+    ),
     Route("/threads/{thread_id}/runs/{run_id}/steps", list_steps, methods=["GET"]),
     Route("/threads/{thread_id}/runs/{run_id}/steps/{step_id}", retrieve_step, methods=["GET"]),
 ]
