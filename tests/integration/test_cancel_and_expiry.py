@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import openai
 import pytest
 
 from assistants.devserver import TemporalDevServer
-from assistants.testing.scripted_model import Reply, ScriptedModel
+from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec
 from tests.conftest import started_stack, wait_for_status
 from tests.support.stack import Stack
 
@@ -119,3 +120,49 @@ def test_a_run_that_takes_too_long_expires(short_expiry_stack: Stack, model: Scr
     model.enqueue(Reply(text="quick"))
     again = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
     assert again.status == "completed"
+
+
+def test_tool_outputs_that_never_come_expire_the_run_across_a_worker_restart(
+    short_expiry_stack: Stack, model: ScriptedModel
+) -> None:
+    stack = short_expiry_stack
+    client = stack.client()
+    function: Any = {
+        "type": "function",
+        "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}},
+    }
+    assistant = client.beta.assistants.create(model="gpt-4o", tools=[function])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Look it up"}])
+    model.enqueue(Reply(tool_calls=[ToolCallSpec("lookup", "{}")]))
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "requires_action" and run.required_action is not None
+    call_id = run.required_action.submit_tool_outputs.tool_calls[0].id
+
+    # The wait is a durable timer: a worker killed and replaced during it changes nothing.
+    stack.kill_workers()
+    stack.start_worker()
+    final = wait_for_status(client, thread.id, run.id, {"expired"}, timeout=20)
+    assert final.expires_at is None and final.required_action is None
+    step = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id).data[0]
+    assert step.type == "tool_calls" and step.status == "expired" and step.expired_at is not None
+
+    with pytest.raises(openai.BadRequestError) as error:
+        client.beta.threads.runs.submit_tool_outputs(
+            run_id=run.id,
+            thread_id=thread.id,
+            tool_outputs=[{"tool_call_id": call_id, "output": "too late"}],
+        )
+    assert error.value.message == (
+        'Error code: 400 - Runs in status "expired" do not accept tool outputs.'
+    )
+    # Replayed from the start, the stream stops where the original one did, at
+    # `requires_action`; resumed from there, it shows the expiry.
+    with stack.http() as http:
+        first = http.get(f"/threads/{thread.id}/runs/{run.id}/events?after=0").text
+        ids = [line[len("id: ") :] for line in first.splitlines() if line.startswith("id: ")]
+        assert "event: thread.run.requires_action" in first
+        rest = http.get(f"/threads/{thread.id}/runs/{run.id}/events?after={ids[-1]}").text
+    names = [line[len("event: ") :] for line in rest.splitlines() if line.startswith("event: ")]
+    assert names == ["thread.run.step.expired", "thread.run.expired", "done"]
+    # The thread is unlocked.
+    client.beta.threads.messages.create(thread.id, role="user", content="Still there?")
