@@ -3,14 +3,13 @@
 Each call of a registered tool is one activity with the tool's own timeout and retry policy, so a
 flaky tool is retried with backoff and a worker that dies mid-call is noticed through heartbeats
 and the call re-run on another worker. That makes execution at-least-once: a tool with side
-effects should be idempotent, for example keyed by the call id (`current_call_id()`). The output
+effects should be idempotent, for example keyed by the call id
+(`assistants.tools.current_call_id()`). The output
 is recorded on the run step (first writer wins) and read back by the next model round; the
 arguments are read from the store, so neither crosses Temporal history.
 """
 
 from __future__ import annotations
-
-import contextvars
 
 import structlog
 from temporalio import activity
@@ -24,15 +23,6 @@ from workflows.shared import ToolCallInput
 log = structlog.get_logger(__name__)
 
 TOOL_ERROR = "ToolError"
-_current_call: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "current_tool_call_id", default=None
-)
-
-
-def current_call_id() -> str | None:
-    """The id of the tool call being executed (inside a registered tool), e.g. as an
-    idempotency key for side effects."""
-    return _current_call.get()
 
 
 class ToolActivities:
@@ -55,10 +45,9 @@ class ToolActivities:
             )
         attempt = activity.info().attempt
         bound.info("tool call", attempt=attempt)
-        token = _current_call.set(call.call_id)
         try:
             async with heartbeating():
-                output = await tool.invoke(stored["function"]["arguments"])
+                output = await tool.invoke(stored["function"]["arguments"], call.call_id)
         except ToolError as error:
             bound.info("tool reported an error", error=str(error))
             raise ApplicationError(str(error), type=TOOL_ERROR, non_retryable=True) from None
@@ -67,6 +56,4 @@ class ToolActivities:
             raise ApplicationError(
                 f"{type(error).__name__}: {error}", type=type(error).__name__
             ) from error
-        finally:
-            _current_call.reset(token)
         await self._store.tool_calls.record_output(call.run_id, call.step_id, call.call_id, output)

@@ -165,6 +165,10 @@ def main(argv: list[str] | None = None) -> None:
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="create an API key for a project")
     create.add_argument("--project", default="default")
+    commands.add_parser(
+        "codec-server", help="the Temporal codec server (decrypts payloads for the UI and CLI)"
+    )
+    commands.add_parser("codec-key", help="print a new payload encryption key")
     args = parser.parse_args(argv)
 
     # SIGTERM (systemd, docker, a benchmark's terminate()) unwinds like Ctrl-C, so `finally`
@@ -195,6 +199,22 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(_migrate(settings))
         elif args.command == "keys":
             asyncio.run(_create_key(settings, args.project))
+        elif args.command == "codec-server":
+            from assistants.codec_server import CodecServerConfigError, serve_codec_server
+
+            try:
+                asyncio.run(serve_codec_server(settings))
+            except CodecServerConfigError as exc:
+                parser.exit(2, f"durable-assistants codec-server: {exc}\n")
+        elif args.command == "codec-key":
+            from assistants.codec import generate_key
+
+            print(generate_key())
+            print(
+                "(a new AES-256 key: add it to ASSISTANTS_PAYLOAD_ENCRYPTION_KEYS as "
+                "`key_id:<key>`, first in the list to encrypt with it)",
+                file=sys.stderr,
+            )
 
 
 if __name__ == "__main__":

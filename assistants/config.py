@@ -96,6 +96,43 @@ class Settings(BaseSettings):
         "registers and executes itself (e.g. `myapp.tools,myapp.more_tools`).",
     )
 
+    # --- operations --------------------------------------------------------------------------
+    search_attributes: bool = Field(
+        default=True,
+        description="Keep the RunStatus/AssistantId/ThreadId/ProjectId/Model search attributes "
+        "current on run workflows. The namespace must have them (`dev` registers them; see the "
+        "README for a cluster). Turn off only for a namespace that cannot have them.",
+    )
+    worker_shutdown_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="On SIGTERM the worker stops polling and gives running activities this long "
+        "to finish; what is still running then is cancelled and retried on another worker.",
+    )
+    payload_encryption_keys: str = Field(
+        default="",
+        description="AES-GCM keys for Temporal payloads, `key_id:base64key[,key_id:base64key…]`. "
+        "The first encrypts; all decrypt (rotation). Unset: payloads are not encrypted.",
+    )
+    codec_server_host: str = "127.0.0.1"
+    codec_server_port: int = 8081
+    codec_server_token: str | None = Field(
+        default=None,
+        description="Bearer token the codec server requires (the Temporal UI sends it).",
+    )
+    codec_server_cors_origins: str = Field(
+        default="http://127.0.0.1:8233,http://localhost:8233",
+        description="Comma-separated origins (the Temporal UI) allowed to call the codec server.",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        description="Serve Prometheus metrics (Temporal SDK + ours) on this port: the API, or "
+        "`dev`. Unset: no metrics endpoint.",
+    )
+    worker_metrics_port: int | None = Field(
+        default=None, description="The same for `durable-assistants worker`."
+    )
+
     # --- logging -----------------------------------------------------------------------------
     log_format: Literal["console", "json"] = "json"
     log_level: str = "INFO"

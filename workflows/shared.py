@@ -183,3 +183,33 @@ def submission_problem(
     if seen != set(pending):
         return f"Expected tool outputs for call_ids {sorted(pending)}, got {given}.", "tool_outputs"
     return None
+
+
+# --- completion webhooks ------------------------------------------------------------------------
+
+# The events a project's webhooks can subscribe to (an empty subscription list means all of them).
+WEBHOOK_EVENTS = (
+    "thread.run.completed",
+    "thread.run.incomplete",
+    "thread.run.failed",
+    "thread.run.cancelled",
+    "thread.run.expired",
+    "thread.run.requires_action",
+)
+
+
+@dataclass(frozen=True)
+class WebhookTargetsInput:
+    project_id: str
+    event: str
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One POST of `event` about `run_id` to one webhook. `delivery_id` is made in the workflow
+    (deterministically) and stays the same across retries, so receivers can deduplicate on it."""
+
+    webhook_id: str
+    run_id: str
+    event: str
+    delivery_id: str

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from assistants.api.auth import Authenticator, require_beta_header
 from assistants.api.context import Services
 from assistants.api.http import error_response, refuse_null_characters
-from assistants.api.routes import assistants, runs, threads
+from assistants.api.routes import assistants, runs, threads, webhooks
 from assistants.config import Settings
 from assistants.errors import APIError, InvalidRequest, MethodNotAllowed, NotFound
 from assistants.launcher import RunLauncher
@@ -108,7 +108,8 @@ def create_app(services: Services, *, sweep: bool = True) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    v1 = runs.routes + assistants.routes + threads.routes  # /threads/runs before /threads/{id}
+    # /threads/runs before /threads/{id}
+    v1 = runs.routes + assistants.routes + threads.routes + webhooks.routes
     app = Starlette(
         routes=[Route("/healthz", _health), Mount("/v1", routes=v1)],
         exception_handlers={

@@ -17,6 +17,7 @@ from assistants.store.projects import ProjectStore
 from assistants.store.runs import RunStore, create_run
 from assistants.store.threads import ThreadStore, create_thread
 from assistants.store.tool_calls import ToolCallStore
+from assistants.store.webhooks import WebhookStore
 
 
 class Store:
@@ -27,6 +28,7 @@ class Store:
         self.threads = ThreadStore(db)
         self.runs = RunStore(db)
         self.tool_calls = ToolCallStore(db)
+        self.webhooks = WebhookStore(db)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

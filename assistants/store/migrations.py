@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, ins
 from sqlalchemy.engine import Connection
 
 from assistants.store.db import Database
-from assistants.store.tables import metadata, tool_output_submissions
+from assistants.store.tables import metadata, tool_output_submissions, webhooks
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +37,7 @@ Migration = tuple[int, str, Callable[[Connection], None]]
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", lambda conn: metadata.create_all(conn)),
     (2, "tool output submissions", lambda conn: tool_output_submissions.create(conn)),
+    (3, "webhooks", lambda conn: webhooks.create(conn)),
 ]
 LATEST = MIGRATIONS[-1][0]
 

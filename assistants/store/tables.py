@@ -184,3 +184,19 @@ run_events = Table(
     Column("created_at", BigInteger, nullable=False),
     UniqueConstraint("run_id", "key", name="uq_run_events_key"),
 )
+
+# Completion webhooks (an extension of the Assistants API): endpoints a project registers to get a
+# signed POST when one of its runs reaches a terminal status or `requires_action`. `events` is the
+# list of subscribed event names; an empty list means all of them.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("project_id", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("secret", String(128), nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_webhooks_project", "project_id", "seq"),
+)

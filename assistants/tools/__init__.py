@@ -1,5 +1,12 @@
-"""Function tools the worker runs itself: `@function_tool`, `ToolError`, `ToolRegistry`."""
+"""Function tools the worker runs itself: `@function_tool`, `ToolError`, `current_call_id`,
+`ToolRegistry`."""
 
-from assistants.tools.registry import FunctionTool, ToolError, ToolRegistry, function_tool
+from assistants.tools.registry import (
+    FunctionTool,
+    ToolError,
+    ToolRegistry,
+    current_call_id,
+    function_tool,
+)
 
-__all__ = ["FunctionTool", "ToolError", "ToolRegistry", "function_tool"]
+__all__ = ["FunctionTool", "ToolError", "ToolRegistry", "current_call_id", "function_tool"]

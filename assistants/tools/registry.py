@@ -11,6 +11,7 @@ and retry policy, and hands the output straight back to the model.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import inspect
 import json
@@ -25,6 +26,15 @@ from pydantic_core import to_jsonable_python
 from workflows.shared import ToolPolicy
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_current_call: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_tool_call_id", default=None
+)
+
+
+def current_call_id() -> str | None:
+    """Inside a registered tool: the id of the call being executed. Tools run at least once
+    (a call is re-run if its worker dies), so use it as an idempotency key for side effects."""
+    return _current_call.get()
 
 
 class ToolError(Exception):
@@ -97,14 +107,19 @@ class FunctionTool:
             raise ToolArgumentsError(f"Invalid arguments for {self.name}: {details}") from None
         return {name: getattr(parsed, name) for name in type(parsed).model_fields}
 
-    async def invoke(self, arguments: str) -> str:
+    async def invoke(self, arguments: str, call_id: str | None = None) -> str:
         """Run the tool on the model's JSON arguments; the output as the string the model sees."""
         kwargs = self.parse_arguments(arguments)
-        if inspect.iscoroutinefunction(self.fn):
-            result = await self.fn(**kwargs)
-        else:
-            # A sync tool runs on a thread so the activity keeps heartbeating meanwhile.
-            result = await asyncio.to_thread(self.fn, **kwargs)
+        token = _current_call.set(call_id)
+        try:
+            if inspect.iscoroutinefunction(self.fn):
+                result = await self.fn(**kwargs)
+            else:
+                # A sync tool runs on a thread (the context, call id included, goes with it) so
+                # the activity keeps heartbeating meanwhile.
+                result = await asyncio.to_thread(self.fn, **kwargs)
+        finally:
+            _current_call.reset(token)
         if isinstance(result, str):
             return result
         return json.dumps(to_jsonable_python(result))

@@ -13,6 +13,7 @@ import pytest
 from assistants.errors import InvalidRequest
 from assistants.store import Store
 from assistants.store.events import append, read
+from assistants.store.migrations import LATEST
 from assistants.testing.postgres import PostgresCluster
 
 _counter = iter(range(1_000_000))
@@ -26,7 +27,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         cluster: PostgresCluster = request.getfixturevalue("postgres")
         url = cluster.create_database(f"unit_{next(_counter)}_{int(time.time())}")
     store = Store.from_url(url)
-    assert await store.migrate() == [1]
+    assert await store.migrate() == [LATEST]
     yield store
     await store.close()
 
@@ -125,7 +126,7 @@ async def test_event_log_is_ordered_and_idempotent(store: Store) -> None:
 async def test_sqlite_creates_its_directory(tmp_path: Path) -> None:
     store = Store.from_url(f"sqlite:///{tmp_path / 'fresh' / 'data' / 'assistants.db'}")
     try:
-        assert await store.migrate() == [1]
+        assert await store.migrate() == [LATEST]
         assert (tmp_path / "fresh" / "data" / "assistants.db").exists()
     finally:
         await store.close()
