@@ -15,11 +15,12 @@ from temporalio.worker import Worker
 from activities.model import ModelActivities
 from activities.runs import RunStateActivities
 from activities.tools import ToolActivities
+from activities.webhooks import WebhookActivities
 from assistants.backends import ChatBackend
 from assistants.backends.factory import backend_from_settings
 from assistants.config import Settings
 from assistants.store import Store
-from assistants.temporal import connect
+from assistants.temporal import connect, run_timeouts
 from assistants.tools import ToolRegistry
 from workflows.run import RunWorkflow
 
@@ -36,22 +37,32 @@ def build_worker(
     if tools is None:
         tools = ToolRegistry.from_modules(settings.tool_module_list)
     model = ModelActivities(store, backend, settings.event_flush_interval_ms / 1000, tools)
-    state = RunStateActivities(store)
+    state = RunStateActivities(
+        store,
+        run_expires_after_s=settings.run_expires_after_s,
+        timeouts=run_timeouts(settings),
+    )
     tool_runner = ToolActivities(store, tools)
+    webhooks = WebhookActivities(store)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[RunWorkflow],
         activities=[
             model.generate,
+            state.record_run,
             state.finish,
             state.require_action,
             state.apply_tool_outputs,
             state.record_tool_output,
             state.complete_tool_step,
             tool_runner.run_tool,
+            webhooks.targets,
+            webhooks.deliver,
         ],
-        graceful_shutdown_timeout=timedelta(seconds=10),
+        # On SIGTERM: stop polling, give running activities this long, then cancel them (they
+        # are retried on another worker).
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s),
         max_concurrent_activities=200,
     )
 

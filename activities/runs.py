@@ -7,25 +7,89 @@ from __future__ import annotations
 
 import structlog
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from assistants.api.schemas import MessageCreate, RunCreate, parse
+from assistants.errors import APIError
+from assistants.run_config import resolve_run_fields
 from assistants.store import Store
 from workflows.shared import (
     ApplyOutputsInput,
     CompleteStepInput,
     FinishInput,
+    RecordedRun,
+    RecordRunInput,
     RequireActionInput,
+    RunTimeouts,
     ToolOutputInput,
 )
 
 log = structlog.get_logger(__name__)
 
+# The error type of a run request that cannot be recorded (unknown assistant, busy thread, …).
+INVALID_RUN_REQUEST = "invalid_request_error"
+
 
 class RunStateActivities:
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        run_expires_after_s: int = 600,
+        timeouts: RunTimeouts | None = None,
+    ) -> None:
         self._store = store
+        self._expires_after_s = run_expires_after_s
+        self._timeouts = timeouts or RunTimeouts()
+
+    @activity.defn(name="record_run")
+    async def record_run(self, record: RecordRunInput) -> RecordedRun:
+        """Store a run started through Temporal as the HTTP API would (validated the same way)."""
+        request = record.request
+        try:
+            options: dict[str, object] = {"assistant_id": request.assistant_id}
+            for name in ("model", "instructions", "additional_instructions"):
+                if getattr(request, name) is not None:
+                    options[name] = getattr(request, name)
+            if request.metadata:
+                options["metadata"] = request.metadata
+            body = parse(RunCreate, options)
+            messages = [
+                parse(MessageCreate, {"role": m.role, "content": m.content}).stored()
+                for m in request.messages
+            ]
+            assistant = await self._store.assistants.get(
+                request.project_id, request.assistant_id, param="assistant_id"
+            )
+            fields = resolve_run_fields(
+                body,
+                assistant,
+                expires_after_s=self._expires_after_s,
+                additional_instructions=body.additional_instructions,
+            )
+            run = await self._store.record_run(
+                record.run_id, request.project_id, request.thread_id, messages, fields
+            )
+        except APIError as error:
+            raise ApplicationError(
+                error.message, type=INVALID_RUN_REQUEST, non_retryable=True
+            ) from None
+        log.info(
+            "run recorded",
+            run_id=run["id"],
+            thread_id=run["thread_id"],
+            assistant_id=run["assistant_id"],
+            project_id=request.project_id,
+        )
+        return RecordedRun(
+            thread_id=run["thread_id"],
+            model=run["model"],
+            expires_at=int(run["expires_at"] or 0),
+            timeouts=self._timeouts,
+        )
 
     @activity.defn(name="finish_run")
-    async def finish(self, finish: FinishInput) -> None:
+    async def finish(self, finish: FinishInput) -> list[str]:
         last_error = None
         if finish.error_code is not None:
             last_error = {"code": finish.error_code, "message": finish.error_message or ""}
@@ -43,6 +107,9 @@ class RunStateActivities:
             assistant_id=run["assistant_id"],
             status=run["status"],
         )
+        if finish.return_messages:
+            return await self._store.runs.message_texts(finish.run_id)
+        return []
 
     @activity.defn(name="require_action")
     async def require_action(self, action: RequireActionInput) -> bool:

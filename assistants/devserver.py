@@ -20,14 +20,10 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from workflows.search_attributes import NAMES
+
 # Registered at start-up so operators can find runs in the Temporal UI.
-SEARCH_ATTRIBUTES = {
-    "RunStatus": "Keyword",
-    "AssistantId": "Keyword",
-    "ThreadId": "Keyword",
-    "ProjectId": "Keyword",
-    "Model": "Keyword",
-}
+SEARCH_ATTRIBUTES = NAMES
 
 
 def temporal_binary() -> str:

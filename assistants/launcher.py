@@ -57,6 +57,8 @@ class RunLauncher:
             model=run["model"],
             expires_at=run["expires_at"] or 0,
             timeouts=run_timeouts(self._settings),
+            search_attributes=self._settings.search_attributes,
+            request_id=structlog.contextvars.get_contextvars().get("request_id"),
         )
 
     async def _start(self, run: dict[str, Any], project_id: str, *, signal: str | None) -> None:
@@ -74,6 +76,8 @@ class RunLauncher:
             id=run["id"],
             task_queue=self._settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            # What the Temporal UI shows for the workflow: ids only, never message text.
+            static_summary=f"run of assistant {run['assistant_id']} on thread {run['thread_id']}",
             # Bounded, so an unreachable Temporal delays the HTTP answer by seconds, not minutes:
             # the run is already safe in the store and the sweeper will start it.
             rpc_timeout=timedelta(seconds=5),

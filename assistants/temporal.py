@@ -7,6 +7,7 @@ import asyncio
 import structlog
 from temporalio.client import Client
 
+from assistants.codec import data_converter
 from assistants.config import Settings
 from workflows.shared import RunTimeouts
 
@@ -20,7 +21,11 @@ async def connect(settings: Settings, *, attempts: int = 60, delay_s: float = 1.
     for _ in range(attempts):
         try:
             return await Client.connect(
-                settings.temporal_address, namespace=settings.temporal_namespace
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                # With keys configured, every payload this client and its workers write to
+                # Temporal (inputs, results, signals, updates) is AES-GCM encrypted.
+                data_converter=data_converter(settings.payload_encryption_keys),
             )
         except RuntimeError as error:  # the core SDK reports connection failures as RuntimeError
             last = error

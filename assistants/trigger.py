@@ -71,7 +71,7 @@ async def execute_child_run(
 ) -> RunResult:
     """From inside a workflow: run the assistant as a child workflow and return its result."""
     run_id = run_id or from_uuid_hex("run", workflow.uuid4().hex)
-    return await workflow.execute_child_workflow(
+    result: RunResult = await workflow.execute_child_workflow(
         WORKFLOW_NAME,
         _input(run_id, request),
         id=run_id,
@@ -79,3 +79,4 @@ async def execute_child_run(
         result_type=RunResult,
         static_summary=f"run of assistant {request.assistant_id} (child workflow)",
     )
+    return result

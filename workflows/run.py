@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.model import ModelActivities
     from activities.runs import RunStateActivities
     from activities.tools import TOOL_ERROR, ToolActivities
+    from activities.webhooks import WebhookActivities
     from assistants.ids import from_uuid_hex
+    from workflows.search_attributes import RUN_STATUS, run_attributes
     from workflows.shared import (
         CANCEL_SIGNAL,
         RUN_NOT_ACTIVE,
@@ -38,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         CompleteStepInput,
         FinishInput,
         GenerateInput,
+        RecordRunInput,
         RequireActionInput,
         RunInput,
         RunResult,
@@ -46,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
         ToolOutputInput,
         ToolOutputsSubmission,
         Usage,
+        WebhookDelivery,
+        WebhookTargetsInput,
         submission_problem,
     )
 
@@ -56,6 +62,15 @@ STATE_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=100,
+)
+# Webhook deliveries retry for about ten minutes, then give up (a receiver that is down must not
+# keep the run's workflow open for long, nor fail the run).
+WEBHOOK_TIMEOUT = timedelta(seconds=15)
+WEBHOOK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=12,
+    non_retryable_error_types=["webhook_rejected"],
 )
 RUN_ERROR_CODES = {"server_error", "rate_limit_exceeded", "invalid_prompt"}
 # The error type of a rejected or failed `submit_tool_outputs`; the API answers it with a 400.
@@ -81,16 +96,29 @@ class RunWorkflow:
         self._pending: list[str] | None = None
         self._pending_step = ""
         self._outputs_applied = False
+        self._input: RunInput | None = None
+        self._deliveries: list[asyncio.Task[None]] = []
+
+    def _set_status(self, status: str) -> None:
+        """Track the status for the validator and keep the `RunStatus` search attribute current
+        (the store's status is authoritative; this one is for operators)."""
+        if status == self._status:
+            return
+        self._status = status
+        if self._input is not None and self._input.search_attributes:
+            workflow.upsert_search_attributes([RUN_STATUS.value_set(status)])
 
     @workflow.signal(name=CANCEL_SIGNAL)
     def cancel(self) -> None:
         self._cancel_requested = True
+        if self._status not in ("completed", "failed", "cancelled", "expired", "incomplete"):
+            self._set_status("cancelling")
 
     @workflow.update(name=SUBMIT_TOOL_OUTPUTS_UPDATE)
     async def submit_tool_outputs(self, submission: ToolOutputsSubmission) -> None:
         step_id = self._pending_step
         self._pending = None  # from here on, a second submission is rejected by the validator
-        self._status = "queued"
+        self._set_status("queued")
         applied = await workflow.execute_local_activity_method(
             RunStateActivities.apply_tool_outputs,
             ApplyOutputsInput(
@@ -120,12 +148,27 @@ class RunWorkflow:
 
     @workflow.run
     async def run(self, run: RunInput) -> RunResult:
+        if run.request is not None:
+            run = await self._record(run)
+        self._input = run
+        if run.search_attributes:
+            workflow.upsert_search_attributes(
+                run_attributes(
+                    status=self._status,
+                    assistant_id=run.assistant_id,
+                    thread_id=run.thread_id,
+                    project_id=run.project_id,
+                    model=run.model,
+                )
+            )
         workflow.logger.info(
             "run started",
             extra={
                 "run_id": run.run_id,
                 "thread_id": run.thread_id,
                 "assistant_id": run.assistant_id,
+                "project_id": run.project_id,
+                "request_id": run.request_id,
             },
         )
         body = asyncio.create_task(self._drive(run))
@@ -148,8 +191,9 @@ class RunWorkflow:
             # cancellation reaches it), so nothing is written after the terminal event.
             with contextlib.suppress(asyncio.CancelledError, ActivityError):
                 await body
-        self._status = outcome.status
-        await workflow.execute_local_activity_method(
+        self._status = ""  # force the upsert of the terminal status
+        self._set_status(outcome.status)
+        texts = await workflow.execute_local_activity_method(
             RunStateActivities.finish,
             FinishInput(
                 run_id=run.run_id,
@@ -158,12 +202,15 @@ class RunWorkflow:
                 error_code=outcome.error_code,
                 error_message=outcome.error_message,
                 incomplete_reason=outcome.incomplete_reason,
+                return_messages=run.request is not None and run.request.return_messages,
             ),
             start_to_close_timeout=STATE_TIMEOUT,
             retry_policy=STATE_RETRY,
             summary=f"finish run: {outcome.status}",
         )
-        # An update handler that raced the end must finish (and answer its caller) first.
+        self._deliveries.append(asyncio.create_task(self._notify(run, outcome.status)))
+        # Webhook deliveries and an update handler that raced the end finish first.
+        await asyncio.gather(*self._deliveries)
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.logger.info("run finished", extra={"run_id": run.run_id, "status": outcome.status})
         return RunResult(
@@ -172,7 +219,68 @@ class RunWorkflow:
             usage=self._usage,
             error_code=outcome.error_code,
             error_message=outcome.error_message,
+            thread_id=run.thread_id,
+            messages=texts,
         )
+
+    async def _record(self, run: RunInput) -> RunInput:
+        """A run started through Temporal (`assistants.trigger`): put it in the store first."""
+        assert run.request is not None
+        try:
+            recorded = await workflow.execute_local_activity_method(
+                RunStateActivities.record_run,
+                RecordRunInput(run_id=run.run_id, request=run.request),
+                start_to_close_timeout=STATE_TIMEOUT,
+                retry_policy=STATE_RETRY,
+                summary=f"record the run of assistant {run.request.assistant_id}",
+            )
+        except ActivityError as error:
+            # Unknown assistant, busy thread, bad input: the caller's child workflow fails with
+            # the API's own message.
+            raise ApplicationError(
+                _error_message(error), type="invalid_request_error", non_retryable=True
+            ) from None
+        return dataclasses.replace(
+            run,
+            thread_id=recorded.thread_id,
+            model=recorded.model,
+            expires_at=recorded.expires_at,
+            timeouts=recorded.timeouts,
+        )
+
+    async def _notify(self, run: RunInput, status: str) -> None:
+        """POST `thread.run.<status>` to the project's webhooks (each delivery its own activity
+        with retries). Never fails the run."""
+        event = f"thread.run.{status}"
+        targets = await workflow.execute_local_activity_method(
+            WebhookActivities.targets,
+            WebhookTargetsInput(project_id=run.project_id, event=event),
+            start_to_close_timeout=STATE_TIMEOUT,
+            retry_policy=STATE_RETRY,
+            summary=f"webhooks for {event}",
+        )
+
+        async def deliver(webhook_id: str) -> None:
+            try:
+                await workflow.execute_activity_method(
+                    WebhookActivities.deliver,
+                    WebhookDelivery(
+                        webhook_id=webhook_id,
+                        run_id=run.run_id,
+                        event=event,
+                        delivery_id=self._new_id("evt"),
+                    ),
+                    start_to_close_timeout=WEBHOOK_TIMEOUT,
+                    retry_policy=WEBHOOK_RETRY,
+                    summary=f"webhook {webhook_id}: {event}",
+                )
+            except ActivityError as error:
+                workflow.logger.warning(
+                    "webhook delivery gave up",
+                    extra={"run_id": run.run_id, "webhook_id": webhook_id, "error": str(error)},
+                )
+
+        await asyncio.gather(*(deliver(w) for w in targets))
 
     async def _drive(self, run: RunInput) -> _Outcome:
         t = run.timeouts
@@ -188,7 +296,8 @@ class RunWorkflow:
             # The model activity itself moves the run `queued → in_progress` before it calls the
             # model: a separate activity would cost a workflow-task round trip on the way to the
             # first token. If the run is already `cancelling`, it reports RUN_NOT_ACTIVE.
-            self._status = "in_progress"
+            if not self._cancel_requested:
+                self._set_status("in_progress")
             try:
                 result = await workflow.execute_activity_method(
                     ModelActivities.generate,
@@ -257,7 +366,8 @@ class RunWorkflow:
         if not waiting:
             self._pending = None
             return await self._cancelled()
-        self._status = "requires_action"
+        self._set_status("requires_action")
+        self._deliveries.append(asyncio.create_task(self._notify(run, "requires_action")))
         # No timer here: the run's expiry timer (in `run`) bounds this wait.
         await workflow.wait_condition(lambda: self._outputs_applied)
         return None

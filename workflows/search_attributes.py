@@ -10,7 +10,7 @@ attribute fails the workflow task): `dev` registers them; on a cluster run, once
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
 
 RUN_STATUS = SearchAttributeKey.for_keyword("RunStatus")
 ASSISTANT_ID = SearchAttributeKey.for_keyword("AssistantId")
@@ -23,13 +23,11 @@ NAMES = {key.name: "Keyword" for key in (RUN_STATUS, ASSISTANT_ID, THREAD_ID, PR
 
 def run_attributes(
     *, status: str, assistant_id: str, thread_id: str, project_id: str, model: str
-) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(RUN_STATUS, status),
-            SearchAttributePair(ASSISTANT_ID, assistant_id),
-            SearchAttributePair(THREAD_ID, thread_id),
-            SearchAttributePair(PROJECT_ID, project_id),
-            SearchAttributePair(MODEL, model),
-        ]
-    )
+) -> list[SearchAttributeUpdate[str]]:
+    return [
+        RUN_STATUS.value_set(status),
+        ASSISTANT_ID.value_set(assistant_id),
+        THREAD_ID.value_set(thread_id),
+        PROJECT_ID.value_set(project_id),
+        MODEL.value_set(model),
+    ]

@@ -28,6 +28,30 @@ class RunTimeouts:
 
 
 @dataclass(frozen=True)
+class MessageInput:
+    """A message added to the thread by a service-started run (`assistants.trigger`)."""
+
+    role: str  # "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run started through Temporal rather than HTTP. The workflow's first activity records it
+    in the store (thread, messages, run) exactly as the HTTP API would."""
+
+    project_id: str
+    assistant_id: str
+    thread_id: str | None = None  # None: a new thread
+    messages: list[MessageInput] = field(default_factory=list)
+    model: str | None = None
+    instructions: str | None = None
+    additional_instructions: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    return_messages: bool = True  # the result carries the texts of the run's messages
+
+
+@dataclass(frozen=True)
 class RunInput:
     run_id: str
     thread_id: str
@@ -36,6 +60,25 @@ class RunInput:
     model: str
     expires_at: int  # epoch seconds; a durable timer expires the run then
     timeouts: RunTimeouts = field(default_factory=RunTimeouts)
+    # Set for runs started through Temporal; then the fields above are filled in by recording it.
+    request: RunRequest | None = None
+    # Keep the RunStatus/AssistantId/… search attributes current (the namespace must have them).
+    search_attributes: bool = True
+    request_id: str | None = None  # the HTTP request that created the run, for logs
+
+
+@dataclass(frozen=True)
+class RecordRunInput:
+    run_id: str
+    request: RunRequest
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    thread_id: str
+    model: str
+    expires_at: int
+    timeouts: RunTimeouts
 
 
 @dataclass
@@ -155,6 +198,7 @@ class FinishInput:
     error_code: str | None = None
     error_message: str | None = None
     incomplete_reason: str | None = None
+    return_messages: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,6 +208,9 @@ class RunResult:
     usage: Usage | None = None
     error_code: str | None = None
     error_message: str | None = None
+    thread_id: str = ""
+    # The texts of the assistant messages the run wrote (runs started with `return_messages`).
+    messages: list[str] = field(default_factory=list)
 
 
 def submission_problem(

@@ -78,6 +78,7 @@ def create_run(
     additional_messages: list[JSONDict],
     *,
     new_thread: JSONDict | None = None,
+    run_id: str | None = None,
 ) -> JSONDict:
     """Take the thread lock and insert the run as `queued`, with its first events
     (`thread.created` first when the run comes with a new thread)."""
@@ -86,7 +87,7 @@ def create_run(
         raise InvalidRequest(
             f"Thread {thread_id} already has an active run {thread.active_run_id}."
         )
-    run_id = new_id("run")
+    run_id = run_id or new_id("run")
     for message in additional_messages:
         insert_message(conn, project_id, thread_id, message)
     conn.execute(
@@ -236,6 +237,17 @@ class RunStore:
             .order_by(messages.c.seq)
         )
         return await self._db.read(lambda conn: list(conn.execute(query).all()))
+
+    async def message_texts(self, run_id: str) -> list[str]:
+        """The texts of the assistant messages a run wrote, in order."""
+        query = (
+            select(messages.c.content).where(messages.c.run_id == run_id).order_by(messages.c.seq)
+        )
+        rows = await self._db.read(lambda conn: list(conn.execute(query).all()))
+        return [
+            "".join(b["text"]["value"] for b in row.content if b.get("type") == "text")
+            for row in rows
+        ]
 
     async def mark_in_progress(self, run_id: str, round_key: str) -> str:
         """`queued` → `in_progress` (at the start of every model round: after tool outputs the
