@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from assistants.api.schemas import MessageCreate, RunCreate, parse
-from assistants.errors import APIError
+from assistants.errors import APIError, NotFound
 from assistants.run_config import resolve_run_fields
 from assistants.store import Store
 from workflows.shared import (
@@ -58,8 +58,11 @@ class RunStateActivities:
                 parse(MessageCreate, {"role": m.role, "content": m.content}).stored()
                 for m in request.messages
             ]
+            project_id = await self._store.projects.resolve(request.project_id)
+            if project_id is None:
+                raise NotFound.object("project", request.project_id)
             assistant = await self._store.assistants.get(
-                request.project_id, request.assistant_id, param="assistant_id"
+                project_id, request.assistant_id, param="assistant_id"
             )
             fields = resolve_run_fields(
                 body,
@@ -68,7 +71,7 @@ class RunStateActivities:
                 additional_instructions=body.additional_instructions,
             )
             run = await self._store.record_run(
-                record.run_id, request.project_id, request.thread_id, messages, fields
+                record.run_id, project_id, request.thread_id, messages, fields
             )
         except APIError as error:
             raise ApplicationError(
@@ -79,9 +82,10 @@ class RunStateActivities:
             run_id=run["id"],
             thread_id=run["thread_id"],
             assistant_id=run["assistant_id"],
-            project_id=request.project_id,
+            project_id=project_id,
         )
         return RecordedRun(
+            project_id=project_id,
             thread_id=run["thread_id"],
             model=run["model"],
             expires_at=int(run["expires_at"] or 0),

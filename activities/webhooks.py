@@ -16,8 +16,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from assistants.errors import NotFound
-from assistants.store import Store, objects
+from assistants.store import Store
 from assistants.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from workflows.shared import WebhookDelivery, WebhookTargetsInput
 
@@ -46,18 +45,20 @@ class WebhookActivities:
         if webhook is None:
             log.info("webhook gone, delivery dropped", webhook_id=d.webhook_id, run_id=d.run_id)
             return
-        try:
-            run = objects.run(await self._store.runs.load(d.run_id))
-        except NotFound:
-            log.info("run gone, delivery dropped", webhook_id=d.webhook_id, run_id=d.run_id)
+        # The run as the event itself carried it (from the event log), so every attempt of a
+        # delivery sends the same body even if the run has moved on since.
+        snapshot = await self._store.runs.event_snapshot(d.run_id, d.event)
+        if snapshot is None:
+            log.info("run event gone, delivery dropped", webhook_id=d.webhook_id, run_id=d.run_id)
             return
+        run, created_at = snapshot
         now = int(time.time())
         body = json.dumps(
             {
                 "id": d.delivery_id,
                 "object": "event",
                 "type": d.event,
-                "created_at": now,
+                "created_at": created_at,
                 "data": run,
             },
             separators=(",", ":"),

@@ -15,7 +15,12 @@ the assistant messages the run wrote.
     ), task_queue="durable-assistants")
     result = await handle.result()
 
-Inside a workflow (the caller's worker needs nothing registered for this):
+Inside a workflow (the caller's worker needs nothing registered for this), import through the
+sandbox — `workflows.shared` too, so the result's dataclasses resolve:
+
+    with workflow.unsafe.imports_passed_through():
+        import workflows.shared
+        from assistants.trigger import RunRequest, execute_child_run
 
     result = await execute_child_run(RunRequest(...), task_queue="durable-assistants")
 

@@ -242,6 +242,7 @@ class RunWorkflow:
             ) from None
         return dataclasses.replace(
             run,
+            project_id=recorded.project_id or run.project_id,
             thread_id=recorded.thread_id,
             model=recorded.model,
             expires_at=recorded.expires_at,

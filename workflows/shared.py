@@ -40,7 +40,7 @@ class RunRequest:
     """A run started through Temporal rather than HTTP. The workflow's first activity records it
     in the store (thread, messages, run) exactly as the HTTP API would."""
 
-    project_id: str
+    project_id: str  # the project's id or name (`default`)
     assistant_id: str
     thread_id: str | None = None  # None: a new thread
     messages: list[MessageInput] = field(default_factory=list)
@@ -79,6 +79,7 @@ class RecordedRun:
     model: str
     expires_at: int
     timeouts: RunTimeouts
+    project_id: str = ""  # the resolved id (the request may name the project)
 
 
 @dataclass

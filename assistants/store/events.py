@@ -114,3 +114,14 @@ def data_with_key_prefix(conn: Connection, run_id: str, prefix: str) -> list[dic
         .order_by(run_events.c.seq)
     )
     return [json.loads(r.data) for r in result]
+
+
+def latest_named(conn: Connection, run_id: str, event: str) -> tuple[dict[str, Any], int] | None:
+    """The newest event of this name in the run's log: its data and creation time."""
+    row = conn.execute(
+        select(run_events.c.data, run_events.c.created_at)
+        .where(run_events.c.run_id == run_id, run_events.c.event == event)
+        .order_by(run_events.c.seq.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (json.loads(row.data), int(row.created_at))

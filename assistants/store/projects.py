@@ -68,6 +68,16 @@ class ProjectStore:
         await self._db.write(tx)
         return key
 
+    async def resolve(self, id_or_name: str) -> str | None:
+        """A project's id, given its id or its name (`default` → `proj_default`)."""
+        return await self._db.read(
+            lambda conn: conn.scalar(
+                select(projects.c.id).where(
+                    (projects.c.id == id_or_name) | (projects.c.name == id_or_name)
+                )
+            )
+        )
+
     async def project_for_key(self, key: str) -> str | None:
         digest = hash_key(key)
         owner = await self._db.read(

@@ -238,6 +238,10 @@ class RunStore:
         )
         return await self._db.read(lambda conn: list(conn.execute(query).all()))
 
+    async def event_snapshot(self, run_id: str, event: str) -> tuple[JSONDict, int] | None:
+        """The run object as the newest `event` (e.g. `thread.run.completed`) carried it."""
+        return await self._db.read(lambda conn: events.latest_named(conn, run_id, event))
+
     async def message_texts(self, run_id: str) -> list[str]:
         """The texts of the assistant messages a run wrote, in order."""
         query = (

@@ -328,7 +328,9 @@ async def test_server_errors_are_retried(store: Store, receiver: Receiver, statu
 async def test_client_errors_are_final(store: Store, receiver: Receiver, status: int) -> None:
     run = await _finished_run(store)
     receiver.status = status
-    delivery = WebhookDelivery(await _webhook(store, receiver), run["id"], "thread.run.failed", "e")
+    delivery = WebhookDelivery(
+        await _webhook(store, receiver), run["id"], "thread.run.completed", "e"
+    )
     with pytest.raises(ApplicationError) as raised:
         await ActivityEnvironment().run(WebhookActivities(store).deliver, delivery)
     assert raised.value.non_retryable

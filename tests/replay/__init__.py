@@ -1,0 +1,25 @@
+"""Replay tests: recorded histories of representative `RunWorkflow` runs, replayed against the
+current workflow code on every CI run (see README.md in this directory)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HISTORIES_DIR = Path(__file__).parent / "histories"
+
+# One recorded history per scenario, `histories/<name>.json`; `tests.replay.record` records them
+# all, and `tests/unit/test_replay.py` fails if one of them is missing.
+SCENARIOS: tuple[str, ...] = (
+    "plain",
+    "streamed",
+    "tool_round_trip",
+    "tool_round_trip_streamed",
+    "registered_tools",
+    "registered_tool_error",
+    "cancelled",
+    "cancelled_in_requires_action",
+    "expired",
+    "failed",
+    "crash_recovered",
+    "child_workflow",
+)

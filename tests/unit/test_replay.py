@@ -1,0 +1,72 @@
+"""Safe upgrades: the recorded histories in `tests/replay/histories/` replay against the current
+`RunWorkflow` code without a non-determinism error, so a change that would break in-flight runs
+fails here. Runs locally (no Temporal server); see tests/replay/README.md."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from tests.replay import HISTORIES_DIR, SCENARIOS
+from workflows.run import RunWorkflow
+
+RECORD = ".venv/bin/python -m tests.replay.record"
+
+
+def _files() -> list[Path]:
+    return sorted(HISTORIES_DIR.glob("*.json"))
+
+
+def _load(path: Path) -> WorkflowHistory:
+    """A history as `WorkflowHistory.to_json()` wrote it; its workflow id (= the run id) is read
+    from the start event, which the JSON export keeps."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    started = data["events"][0]["workflowExecutionStartedEventAttributes"]
+    return WorkflowHistory.from_json(started["workflowId"], data)
+
+
+def _reason(error: Exception) -> str:
+    """The core SDK's failure messages (`[TMPRL1100] Nondeterminism error: …`, then any causes),
+    not its whole dump."""
+    messages = re.findall(r'message: "((?:[^"\\]|\\.)*)"', str(error))
+    return f"{type(error).__name__}: {' <- '.join(messages) if messages else error}"
+
+
+def test_every_scenario_has_a_complete_history() -> None:
+    present = {path.stem for path in _files()}
+    missing = [name for name in SCENARIOS if name not in present]
+    assert not missing, f"missing histories {missing} in {HISTORIES_DIR}: run `{RECORD}`"
+    for path in _files():
+        history = _load(path)
+        assert history.workflow_id.startswith("run_"), path.name
+        last = history.events[-1]
+        assert last.HasField("workflow_execution_completed_event_attributes"), (
+            f"{path.name} is not the history of a completed workflow"
+        )
+
+
+async def test_recorded_histories_replay_deterministically() -> None:
+    histories = {path.stem: _load(path) for path in _files()}
+    assert histories, f"no histories in {HISTORIES_DIR}"
+    names = {history.run_id: name for name, history in histories.items()}
+
+    async def each() -> AsyncIterator[WorkflowHistory]:
+        for history in histories.values():
+            yield history
+
+    results = await Replayer(workflows=[RunWorkflow]).replay_workflows(
+        each(), raise_on_replay_failure=False
+    )
+    failures = {names.get(run, run): error for run, error in results.replay_failures.items()}
+    for name, error in sorted(failures.items()):
+        print(f"replay of {name}.json failed: {type(error).__name__}: {error}")
+    assert not failures, (
+        "RunWorkflow no longer replays these recorded histories, so runs in flight during a "
+        "deploy would fail (use workflow.patched(); see tests/replay/README.md):\n"
+        + "\n".join(f"  {name}.json: {_reason(error)}" for name, error in sorted(failures.items()))
+    )
