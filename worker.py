@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from datetime import timedelta
 
 import structlog
@@ -80,9 +81,25 @@ async def run_worker(settings: Settings) -> None:
                 task_queue=settings.task_queue,
                 tools=[tool.name for tool in tools],
             )
-            await asyncio.Event().wait()  # until cancelled (Ctrl-C / SIGTERM)
+            await _stop_requested()
+            log.info("worker stopping", grace_s=settings.worker_shutdown_grace_s)
     finally:
         await store.close()
+
+
+async def _stop_requested() -> None:
+    """Until SIGTERM or SIGINT. Handled on the loop (not as an exception thrown into whatever
+    runs), so leaving `async with worker` is an orderly shutdown: stop polling, give running
+    activities the grace period, cancel the rest (Temporal retries them on another worker)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
 
 
 def main() -> None:
