@@ -20,8 +20,9 @@ from activities.webhooks import WebhookActivities
 from assistants.backends import ChatBackend
 from assistants.backends.factory import backend_from_settings
 from assistants.config import Settings
+from assistants.metrics import Metrics, prometheus_runtime
 from assistants.store import Store
-from assistants.temporal import connect, run_timeouts
+from assistants.temporal import client_metric_meter, connect, run_timeouts
 from assistants.tools import ToolRegistry
 from workflows.run import RunWorkflow
 
@@ -37,13 +38,17 @@ def build_worker(
 ) -> Worker:
     if tools is None:
         tools = ToolRegistry.from_modules(settings.tool_module_list)
-    model = ModelActivities(store, backend, settings.event_flush_interval_ms / 1000, tools)
+    metrics = Metrics(client_metric_meter(client))
+    model = ModelActivities(
+        store, backend, settings.event_flush_interval_ms / 1000, tools, metrics=metrics
+    )
     state = RunStateActivities(
         store,
         run_expires_after_s=settings.run_expires_after_s,
         timeouts=run_timeouts(settings),
+        metrics=metrics,
     )
-    tool_runner = ToolActivities(store, tools)
+    tool_runner = ToolActivities(store, tools, metrics=metrics)
     webhooks = WebhookActivities(store)
     return Worker(
         client,
@@ -72,7 +77,8 @@ async def run_worker(settings: Settings) -> None:
     store = Store.from_url(settings.resolved_database_url)
     await store.migrate()
     tools = ToolRegistry.from_modules(settings.tool_module_list)
-    client = await connect(settings)
+    runtime = prometheus_runtime(settings.api_host, settings.worker_metrics_port)
+    client = await connect(settings, runtime=runtime)
     worker = build_worker(client, settings, store, backend_from_settings(settings), tools)
     try:
         async with worker:

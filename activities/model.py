@@ -6,6 +6,7 @@ text goes straight from the backend to the store and the event log.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from activities.heartbeat import heartbeating
 from activities.messages import MessageWriter, RunNoLongerActive
 from activities.tool_calls import ToolCallWriter
 from assistants.backends import BackendError, ChatBackend, ChatRequest
+from assistants.metrics import Metrics
 from assistants.prompting import build_prompt, estimate_tokens
 from assistants.store import Store
 from assistants.tools import ToolRegistry
@@ -54,7 +56,10 @@ class ModelActivities:
         backend: ChatBackend,
         flush_interval_s: float = 0.04,
         tools: ToolRegistry | None = None,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._store = store
         self._backend = backend
         self._flush_interval_s = flush_interval_s
@@ -83,7 +88,13 @@ class ModelActivities:
                 "the run is no longer in progress", type=RUN_NOT_ACTIVE, non_retryable=True
             )
         run = await self._store.runs.load(call.run_id)
-        bound = log.bind(run_id=run.id, thread_id=run.thread_id, assistant_id=run.assistant_id)
+        bound = log.bind(
+            run_id=run.id,
+            thread_id=run.thread_id,
+            assistant_id=run.assistant_id,
+            project_id=run.project_id,
+            request_id=call.request_id,
+        )
         history = await self._store.runs.context_messages(run.thread_id, run.id)
         own_turns = await self._store.tool_calls.run_turns(run.id, call.message_id)
         prompt_budget = None
@@ -135,6 +146,7 @@ class ModelActivities:
         finish_reason: str | None = None
         usage: Usage | None = None
         bound.info("model call", model=run.model, attempt=attempt)
+        started = time.monotonic()
         try:
             async with heartbeating():
                 async for chunk in self._backend.stream(request):
@@ -150,9 +162,16 @@ class ModelActivities:
                         finish_reason = chunk.finish_reason
                     if chunk.usage is not None:
                         usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-            return await self._finish(
+            result = await self._finish(
                 call, run, prompt.estimated_tokens, writer, calls, usage, finish_reason
             )
+            self._metrics.model_call(
+                run.model,
+                timedelta(seconds=time.monotonic() - started),
+                result.usage.prompt_tokens,
+                result.usage.completion_tokens,
+            )
+            return result
         except RunNoLongerActive:
             bound.info("run no longer in progress; model call stopped")
             raise ApplicationError(

@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from assistants.api.schemas import MessageCreate, RunCreate, parse
 from assistants.errors import APIError, NotFound
+from assistants.metrics import Metrics
 from assistants.run_config import resolve_run_fields
 from assistants.store import Store
 from workflows.shared import (
@@ -37,7 +38,9 @@ class RunStateActivities:
         *,
         run_expires_after_s: int = 600,
         timeouts: RunTimeouts | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._store = store
         self._expires_after_s = run_expires_after_s
         self._timeouts = timeouts or RunTimeouts()
@@ -111,6 +114,7 @@ class RunStateActivities:
             assistant_id=run["assistant_id"],
             status=run["status"],
         )
+        self._metrics.run_finished(finish.status)
         if finish.return_messages:
             return await self._store.runs.message_texts(finish.run_id)
         return []

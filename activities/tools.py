@@ -11,11 +11,15 @@ arguments are read from the store, so neither crosses Temporal history.
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
+from assistants.metrics import Metrics
 from assistants.store import Store
 from assistants.tools import ToolError, ToolRegistry
 from workflows.shared import ToolCallInput
@@ -26,13 +30,18 @@ TOOL_ERROR = "ToolError"
 
 
 class ToolActivities:
-    def __init__(self, store: Store, tools: ToolRegistry) -> None:
+    def __init__(
+        self, store: Store, tools: ToolRegistry, *, metrics: Metrics | None = None
+    ) -> None:
+        self._metrics = metrics or Metrics()
         self._store = store
         self._tools = tools
 
     @activity.defn(name="run_tool")
     async def run_tool(self, call: ToolCallInput) -> None:
-        bound = log.bind(run_id=call.run_id, tool=call.name, call_id=call.call_id)
+        bound = log.bind(
+            run_id=call.run_id, tool=call.name, call_id=call.call_id, request_id=call.request_id
+        )
         stored = await self._store.tool_calls.call(call.step_id, call.call_id)
         if stored["function"]["output"] is not None:
             return  # an earlier attempt finished and recorded it
@@ -45,9 +54,12 @@ class ToolActivities:
             )
         attempt = activity.info().attempt
         bound.info("tool call", attempt=attempt)
+        started = time.monotonic()
+        outcome = "error"
         try:
             async with heartbeating():
                 output = await tool.invoke(stored["function"]["arguments"], call.call_id)
+            outcome = "ok"
         except ToolError as error:
             bound.info("tool reported an error", error=str(error))
             raise ApplicationError(str(error), type=TOOL_ERROR, non_retryable=True) from None
@@ -56,4 +68,7 @@ class ToolActivities:
             raise ApplicationError(
                 f"{type(error).__name__}: {error}", type=type(error).__name__
             ) from error
+        finally:
+            elapsed = timedelta(seconds=time.monotonic() - started)
+            self._metrics.tool_call(call.name, outcome, elapsed)
         await self._store.tool_calls.record_output(call.run_id, call.step_id, call.call_id, output)

@@ -10,6 +10,8 @@ import logging
 import sys
 
 import structlog
+from temporalio import activity as temporal_activity
+from temporalio import workflow as temporal_workflow
 
 
 def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
@@ -28,10 +30,14 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    # Temporal's workflow and activity loggers pass their context (and our run/thread/assistant/
+    # request ids) as `extra`: render it as fields rather than glued onto the message.
+    temporal_workflow.logger.workflow_info_on_message = False
+    temporal_activity.logger.activity_info_on_message = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,

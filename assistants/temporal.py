@@ -6,6 +6,8 @@ import asyncio
 
 import structlog
 from temporalio.client import Client
+from temporalio.common import MetricMeter
+from temporalio.runtime import Runtime
 
 from assistants.codec import data_converter
 from assistants.config import Settings
@@ -14,7 +16,13 @@ from workflows.shared import RunTimeouts
 log = structlog.get_logger(__name__)
 
 
-async def connect(settings: Settings, *, attempts: int = 60, delay_s: float = 1.0) -> Client:
+async def connect(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    attempts: int = 60,
+    delay_s: float = 1.0,
+) -> Client:
     """Connect, retrying for a while: in `dev` and in compose set-ups Temporal may still be
     starting when we do."""
     last: Exception | None = None
@@ -26,6 +34,7 @@ async def connect(settings: Settings, *, attempts: int = 60, delay_s: float = 1.
                 # With keys configured, every payload this client and its workers write to
                 # Temporal (inputs, results, signals, updates) is AES-GCM encrypted.
                 data_converter=data_converter(settings.payload_encryption_keys),
+                runtime=runtime,
             )
         except RuntimeError as error:  # the core SDK reports connection failures as RuntimeError
             last = error
@@ -42,3 +51,9 @@ def run_timeouts(settings: Settings) -> RunTimeouts:
         retry_max_attempts=settings.model_retry_max_attempts,
         max_model_rounds=settings.max_model_rounds,
     )
+
+
+def client_metric_meter(client: Client) -> MetricMeter:
+    """The meter of the runtime the client uses (no-op unless that runtime exports metrics)."""
+    runtime = client.service_client.config.runtime or Runtime.default()
+    return runtime.metric_meter

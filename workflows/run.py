@@ -293,6 +293,7 @@ class RunWorkflow:
                 tool_step_id=self._new_id("step"),
                 prompt_tokens_used=self._usage.prompt_tokens,
                 completion_tokens_used=self._usage.completion_tokens,
+                request_id=run.request_id,
             )
             # The model activity itself moves the run `queued → in_progress` before it calls the
             # model: a separate activity would cost a workflow-task round trip on the way to the
@@ -382,7 +383,11 @@ class RunWorkflow:
             await workflow.execute_activity_method(
                 ToolActivities.run_tool,
                 ToolCallInput(
-                    run_id=run.run_id, step_id=step_id, call_id=call.call_id, name=call.name
+                    run_id=run.run_id,
+                    step_id=step_id,
+                    call_id=call.call_id,
+                    name=call.name,
+                    request_id=run.request_id,
                 ),
                 start_to_close_timeout=timedelta(seconds=policy.timeout_s),
                 heartbeat_timeout=timedelta(seconds=policy.heartbeat_timeout_s),

@@ -130,6 +130,7 @@ class GenerateInput:
     step_id: str
     message_id: str
     tool_step_id: str = ""
+    request_id: str | None = None  # for logs: the HTTP request that created the run
     # Tokens already spent by earlier model calls of this run: max_*_tokens apply to the run.
     prompt_tokens_used: int = 0
     completion_tokens_used: int = 0
@@ -150,6 +151,7 @@ class ToolCallInput:
     step_id: str
     call_id: str
     name: str
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)

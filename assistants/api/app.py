@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import uuid
 from collections.abc import AsyncIterator
 
 import structlog
@@ -13,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistants.api.auth import Authenticator, require_beta_header
 from assistants.api.context import Services
@@ -22,11 +24,13 @@ from assistants.api.routes import assistants, runs, threads, webhooks
 from assistants.config import Settings
 from assistants.errors import APIError, InvalidRequest, MethodNotAllowed, NotFound
 from assistants.launcher import RunLauncher
+from assistants.metrics import Metrics, prometheus_runtime
 from assistants.store import Store
 from assistants.streaming.notify import RunNotifier, watch
-from assistants.temporal import connect
+from assistants.temporal import client_metric_meter, connect
 
 log = structlog.get_logger(__name__)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class AuthMiddleware:
@@ -54,6 +58,35 @@ class AuthMiddleware:
             await self._app(scope, receive, send)
         finally:
             structlog.contextvars.unbind_contextvars("project_id")
+
+
+class RequestIdMiddleware:
+    """Every response carries `x-request-id` (as OpenAI's do): the caller's own, if it sent a
+    sane one, else a new one. It is bound to every log line of the request and travels with the
+    runs the request starts into the workflow's and activities' logs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self._app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
 
 
 async def _api_error(_: Request, exc: Exception) -> Response:
@@ -121,6 +154,7 @@ def create_app(services: Services, *, sweep: bool = True) -> Starlette:
     )
     app.state.services = services
     app.add_middleware(AuthMiddleware, authenticator=Authenticator(services.store.projects))
+    app.add_middleware(RequestIdMiddleware)  # outermost: errors from auth carry the id too
     return app
 
 
@@ -129,10 +163,12 @@ async def build_services(settings: Settings) -> Services:
     await store.migrate()
     if settings.bootstrap_api_key:
         await store.projects.add_key("default", settings.bootstrap_api_key)
-    client = await connect(settings)
+    runtime = prometheus_runtime(settings.api_host, settings.metrics_port)
+    client = await connect(settings, runtime=runtime)
     return Services(
         settings=settings,
         store=store,
         launcher=RunLauncher(settings, store, client),
         notifier=RunNotifier(),
+        metrics=Metrics(client_metric_meter(client)),
     )

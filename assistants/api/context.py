@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
 from assistants.config import Settings
 from assistants.launcher import RunLauncher
+from assistants.metrics import Metrics
 from assistants.store import Store
 from assistants.streaming.notify import RunNotifier
 
@@ -18,6 +19,7 @@ class Services:
     store: Store
     launcher: RunLauncher
     notifier: RunNotifier
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def services(request: Request) -> Services:

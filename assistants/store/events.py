@@ -38,6 +38,7 @@ class RunEvent:
     seq: int
     event: str
     data: str  # JSON text, exactly as served
+    created_ms: int | None = None
 
 
 def append(conn: Connection, run_id: str, key: str, event: str, data: dict[str, Any]) -> int | None:
@@ -56,6 +57,7 @@ def append(conn: Connection, run_id: str, key: str, event: str, data: dict[str, 
     if seq is None:
         raise LookupError(f"run {run_id} does not exist")
     touch_run(conn, run_id)
+    now = time.time()
     if conn.dialect.name == "postgresql":
         # Delivered at commit to every listening API process (see assistants.streaming.notify).
         conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, run_id)))
@@ -66,7 +68,8 @@ def append(conn: Connection, run_id: str, key: str, event: str, data: dict[str, 
             key=key,
             event=event,
             data=json.dumps(data, separators=(",", ":")),
-            created_at=int(time.time()),
+            created_at=int(now),
+            created_ms=int(now * 1000),
         )
     )
     return int(seq)
@@ -99,12 +102,14 @@ def last_event(conn: Connection, run_id: str) -> RunEvent | None:
 
 def read(conn: Connection, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[RunEvent]:
     result = conn.execute(
-        select(run_events.c.seq, run_events.c.event, run_events.c.data)
+        select(run_events.c.seq, run_events.c.event, run_events.c.data, run_events.c.created_ms)
         .where(run_events.c.run_id == run_id, run_events.c.seq > after_seq)
         .order_by(run_events.c.seq)
         .limit(limit)
     )
-    return [RunEvent(seq=r.seq, event=r.event, data=r.data) for r in result]
+    return [
+        RunEvent(seq=r.seq, event=r.event, data=r.data, created_ms=r.created_ms) for r in result
+    ]
 
 
 def data_with_key_prefix(conn: Connection, run_id: str, prefix: str) -> list[dict[str, Any]]:

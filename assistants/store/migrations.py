@@ -33,11 +33,17 @@ schema_version = Table(
 
 Migration = tuple[int, str, Callable[[Connection], None]]
 
+
+def _add_event_created_ms(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE run_events ADD COLUMN created_ms BIGINT"))
+
+
 # Append new migrations here; never edit or reorder applied ones.
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", lambda conn: metadata.create_all(conn)),
     (2, "tool output submissions", lambda conn: tool_output_submissions.create(conn)),
     (3, "webhooks", lambda conn: webhooks.create(conn)),
+    (4, "event append time in ms", _add_event_created_ms),
 ]
 LATEST = MIGRATIONS[-1][0]
 

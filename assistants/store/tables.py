@@ -182,6 +182,7 @@ run_events = Table(
     Column("event", String(64), nullable=False),
     Column("data", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("created_ms", BigInteger),  # append time in ms, for the event-log lag metric
     UniqueConstraint("run_id", "key", name="uq_run_events_key"),
 )
 

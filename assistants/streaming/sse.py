@@ -13,7 +13,9 @@ import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
+from assistants.metrics import Metrics
 from assistants.store import Store
 from assistants.store.events import TERMINAL_EVENTS, RunEvent, last_event, read
 from assistants.streaming.notify import RunNotifier
@@ -77,7 +79,15 @@ async def sse_stream(
     after_seq: int = 0,
     *,
     keepalive_s: float = 15.0,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[bytes]:
+    # Lag is measured for events appended while this stream is open (not for a replayed past).
+    opened_ms = time.time() * 1000
     async for event in follow(store, notifier, run_id, after_seq, keepalive_s=keepalive_s):
-        yield KEEPALIVE if event is None else frame(event)
+        if event is None:
+            yield KEEPALIVE
+            continue
+        yield frame(event)
+        if metrics is not None and event.created_ms is not None and event.created_ms >= opened_ms:
+            metrics.event_delivered(timedelta(milliseconds=time.time() * 1000 - event.created_ms))
     yield DONE

@@ -34,7 +34,12 @@ def _stream(svc: Services, run_id: str, after_seq: int = 0) -> Response:
     reading: the run goes on (as on OpenAI), and `GET …/events` resumes the stream."""
     return StreamingResponse(
         sse_stream(
-            svc.store, svc.notifier, run_id, after_seq, keepalive_s=svc.settings.stream_keepalive_s
+            svc.store,
+            svc.notifier,
+            run_id,
+            after_seq,
+            keepalive_s=svc.settings.stream_keepalive_s,
+            metrics=svc.metrics,
         ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
