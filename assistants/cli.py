@@ -84,12 +84,14 @@ async def _dev(settings: Settings) -> None:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     port = int(settings.temporal_address.rsplit(":", 1)[1])
+    codec_url = f"http://{settings.codec_server_host}:{settings.codec_server_port}"
     server = TemporalDevServer(
         port=port,
         ui_port=settings.temporal_ui_port,
         db_file=settings.data_dir / "temporal.db",
         log_file=settings.data_dir / "temporal.log",
         namespace=settings.temporal_namespace,
+        ui_codec_endpoint=codec_url if settings.payload_encryption_keys else None,
     )
     server.start()  # from the event loop's thread: the child is bound to it (see devserver)
     try:
@@ -99,8 +101,17 @@ async def _dev(settings: Settings) -> None:
         backend = backend_from_settings(settings)
         worker = build_worker(services.launcher.client, settings, services.store, backend)
         print(_banner(settings, key, backend.name, server.ui_url), flush=True)
+        codec: asyncio.Task[None] | None = None
+        if settings.payload_encryption_keys:
+            # Payloads are encrypted: serve the codec server the UI was pointed at.
+            from assistants.codec_server import serve_codec_server
+
+            codec = asyncio.create_task(serve_codec_server(settings))
+            print(f"  codec server  {codec_url} (payloads are encrypted)\n", flush=True)
         async with worker:
             await _serve_api(settings, services)
+        if codec is not None:
+            codec.cancel()
         await services.store.close()
     finally:
         await asyncio.to_thread(server.stop)

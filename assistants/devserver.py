@@ -67,7 +67,9 @@ class TemporalDevServer:
         db_file: Path | None = None,
         log_file: Path | None = None,
         namespace: str = "default",
+        ui_codec_endpoint: str | None = None,
     ) -> None:
+        self.ui_codec_endpoint = ui_codec_endpoint
         self.port = port or free_port()
         self.ui_port = ui_port
         self.db_file = db_file
@@ -103,6 +105,9 @@ class TemporalDevServer:
         ]
         if self.ui_port:
             cmd += ["--ui-port", str(self.ui_port)]
+            if self.ui_codec_endpoint:
+                # The UI decodes encrypted payloads through our codec server.
+                cmd += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         else:
             cmd.append("--headless")
         if self.db_file is not None:
