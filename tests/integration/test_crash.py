@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest
 
 from assistants.devserver import TemporalDevServer
-from assistants.testing.scripted_model import Reply, ScriptedModel
+from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec
 from tests.conftest import started_stack, wait_for_status
 from tests.support.stack import Stack
 
@@ -155,3 +156,49 @@ def test_worker_sigkill_mid_stream_keeps_the_stream_valid(
     assert "".join(deltas) == ANSWER
     assert final_messages[-1].content[0].type == "text"
     assert final_messages[-1].content[0].text.value == ANSWER
+
+
+@pytest.fixture(params=["sqlite"])
+def short_expiry_crash_stack(
+    request: pytest.FixtureRequest,
+    own_temporal: TemporalDevServer,
+    model: ScriptedModel,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    with started_stack(
+        request,
+        name="crash-expiry",
+        temporal_address=own_temporal.address,
+        model=model,
+        tmp_path_factory=tmp_path_factory,
+        overrides={"ASSISTANTS_RUN_EXPIRES_AFTER_S": "8"},
+    ) as stack:
+        yield stack
+
+
+def test_the_wait_for_tool_outputs_survives_temporal_and_worker_restarts(
+    short_expiry_crash_stack: Stack, own_temporal: TemporalDevServer, model: ScriptedModel
+) -> None:
+    stack = short_expiry_crash_stack
+    client = stack.client()
+    function: Any = {
+        "type": "function",
+        "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}},
+    }
+    assistant = client.beta.assistants.create(model="gpt-4o", tools=[function])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Look it up"}])
+    model.enqueue(Reply(tool_calls=[ToolCallSpec("lookup", "{}")]))
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "requires_action"
+
+    # Everything that holds the durable timer goes down during the wait, and comes back.
+    stack.kill_workers()
+    own_temporal.kill()
+    time.sleep(1.0)
+    own_temporal.start()
+    stack.start_worker()
+    final = wait_for_status(client, thread.id, run.id, {"expired", "completed"}, timeout=40)
+    assert final.status == "expired" and final.expires_at is None
+    step = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data[0]
+    assert step.status == "expired"
+    client.beta.threads.messages.create(thread.id, role="user", content="Unlocked.")
