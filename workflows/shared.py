@@ -1,7 +1,9 @@
 """What crosses the workflow boundary: inputs, results and the activity names' payloads.
 
-Only ids, statuses, counters and timeouts live here — never message text — so Temporal history
-stays small and free of conversation data.
+Ids, statuses, counters and timeouts: conversation text, tool arguments and tool outputs stay in
+the store, so Temporal history stays small and free of conversation data. The one exception is a
+run started through Temporal (`RunRequest.messages` in, `RunResult.messages` out), which is why
+payload encryption exists (`assistants/codec.py`).
 """
 
 from __future__ import annotations
