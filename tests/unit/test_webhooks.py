@@ -171,16 +171,21 @@ async def test_targets_and_get(store: Store) -> None:
     assert await store.webhooks.get(failures["id"]) is None
 
 
-async def test_migration_3_adds_the_table_to_an_existing_database(store: Store) -> None:
+async def test_migrations_bring_a_version_2_database_up_to_date(store: Store) -> None:
     def back_to_version_2(conn: Connection) -> None:
         conn.execute(text("DROP TABLE webhooks"))
+        conn.execute(text("ALTER TABLE run_events DROP COLUMN created_ms"))
         conn.execute(delete(schema_version))  # a fresh database is stamped with LATEST only
         conn.execute(schema_version.insert().values(version=2, name="created", applied_at=0))
 
     await store.db.write(back_to_version_2)
     assert not await store.db.read(lambda conn: inspect(conn).has_table("webhooks"))
-    assert await store.migrate() == [3]
+    assert await store.migrate() == [3, 4]
     assert await store.db.read(lambda conn: inspect(conn).has_table("webhooks"))
+    columns = await store.db.read(
+        lambda conn: {c["name"] for c in inspect(conn).get_columns("run_events")}
+    )
+    assert "created_ms" in columns
     created = await store.webhooks.create("p", "https://example.com/", [])
     assert await store.webhooks.targets("p", "thread.run.expired") == [created["id"]]
     assert await store.migrate() == []
