@@ -63,7 +63,6 @@ def build_worker(
             state.record_tool_output,
             state.complete_tool_step,
             tool_runner.run_tool,
-            webhooks.targets,
             webhooks.deliver,
         ],
         # On SIGTERM: stop polling, give running activities this long, then cancel them (they

@@ -18,9 +18,11 @@ from workflows.shared import (
     ApplyOutputsInput,
     CompleteStepInput,
     FinishInput,
+    FinishResult,
     RecordedRun,
     RecordRunInput,
     RequireActionInput,
+    RequireActionResult,
     RunTimeouts,
     ToolOutputInput,
 )
@@ -96,7 +98,7 @@ class RunStateActivities:
         )
 
     @activity.defn(name="finish_run")
-    async def finish(self, finish: FinishInput) -> list[str]:
+    async def finish(self, finish: FinishInput) -> FinishResult:
         last_error = None
         if finish.error_code is not None:
             last_error = {"code": finish.error_code, "message": finish.error_message or ""}
@@ -115,17 +117,26 @@ class RunStateActivities:
             status=run["status"],
         )
         self._metrics.run_finished(finish.status)
+        texts = []
         if finish.return_messages:
-            return await self._store.runs.message_texts(finish.run_id)
-        return []
+            texts = await self._store.runs.message_texts(finish.run_id)
+        # Read here rather than in an activity of its own: one local activity less per run.
+        hooks = await self._store.webhooks.targets(finish.project_id, f"thread.run.{finish.status}")
+        return FinishResult(messages=texts, webhooks=hooks)
 
     @activity.defn(name="require_action")
-    async def require_action(self, action: RequireActionInput) -> bool:
-        """`in_progress` → `requires_action` for the client's calls; False if a cancel got there
-        first."""
-        return await self._store.tool_calls.require_action(
+    async def require_action(self, action: RequireActionInput) -> RequireActionResult:
+        """`in_progress` → `requires_action` for the client's calls (not waiting if a cancel got
+        there first), and the webhooks to notify."""
+        waiting = await self._store.tool_calls.require_action(
             action.run_id, action.step_id, action.call_ids
         )
+        hooks = []
+        if waiting:
+            hooks = await self._store.webhooks.targets(
+                action.project_id, "thread.run.requires_action"
+            )
+        return RequireActionResult(waiting=waiting, webhooks=hooks)
 
     @activity.defn(name="apply_tool_outputs")
     async def apply_tool_outputs(self, apply: ApplyOutputsInput) -> bool:

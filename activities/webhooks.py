@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from assistants.store import Store
 from assistants.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from workflows.shared import WebhookDelivery, WebhookTargetsInput
+from workflows.shared import WebhookDelivery
 
 log = structlog.get_logger(__name__)
 
@@ -33,11 +33,6 @@ class WebhookActivities:
     def __init__(self, store: Store, http: httpx.AsyncClient | None = None) -> None:
         self._store = store
         self._http = http  # None: a client per delivery
-
-    @activity.defn(name="webhook_targets")
-    async def targets(self, q: WebhookTargetsInput) -> list[str]:
-        """Ids of the project's webhooks subscribed to the event."""
-        return await self._store.webhooks.targets(q.project_id, q.event)
 
     @activity.defn(name="deliver_webhook")
     async def deliver(self, d: WebhookDelivery) -> None:

@@ -26,6 +26,7 @@ from assistants.config import Settings
 from assistants.errors import InvalidRequest, ServiceUnavailable
 from assistants.store import Store
 from assistants.temporal import run_timeouts
+from workflows.search_attributes import initial_attributes
 from workflows.shared import (
     CANCEL_SIGNAL,
     SUBMIT_TOOL_OUTPUTS_UPDATE,
@@ -63,6 +64,13 @@ class RunLauncher:
 
     async def _start(self, run: dict[str, Any], project_id: str, *, signal: str | None) -> None:
         options: dict[str, Any] = {}
+        if self._settings.search_attributes:
+            options["search_attributes"] = initial_attributes(
+                assistant_id=run["assistant_id"],
+                thread_id=run["thread_id"],
+                project_id=project_id,
+                model=run["model"],
+            )
         if signal is None:
             options["id_conflict_policy"] = WorkflowIDConflictPolicy.FAIL
             # When a worker shares this client (`dev`), the first workflow task comes back in

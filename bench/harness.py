@@ -93,6 +93,12 @@ class DevProcesses:
             "ASSISTANTS_BOOTSTRAP_API_KEY": self.key,
             "ASSISTANTS_LOG_LEVEL": "WARNING",
         }
+        # Settings to compare (e.g. BENCH_ASSISTANTS_SEARCH_ATTRIBUTES=false) pass through.
+        env |= {
+            k.removeprefix("BENCH_"): v
+            for k, v in os.environ.items()
+            if k.startswith("BENCH_ASSISTANTS_")
+        }
         with open(self.workdir / "dev.log", "wb") as log:  # the child keeps its own handle
             self.dev = subprocess.Popen(
                 [sys.executable, "-m", "assistants.cli", "dev"], env=env, stdout=log, stderr=log

@@ -51,7 +51,6 @@ with workflow.unsafe.imports_passed_through():
         ToolOutputsSubmission,
         Usage,
         WebhookDelivery,
-        WebhookTargetsInput,
         submission_problem,
     )
 
@@ -151,7 +150,8 @@ class RunWorkflow:
         if run.request is not None:
             run = await self._record(run)
         self._input = run
-        if run.search_attributes:
+        if run.search_attributes and run.request is not None:
+            # An HTTP-started run got these at its start; a service-started one knows them now.
             workflow.upsert_search_attributes(
                 run_attributes(
                     status=self._status,
@@ -193,9 +193,10 @@ class RunWorkflow:
                 await body
         self._status = ""  # force the upsert of the terminal status
         self._set_status(outcome.status)
-        texts = await workflow.execute_local_activity_method(
+        finished = await workflow.execute_local_activity_method(
             RunStateActivities.finish,
             FinishInput(
+                project_id=run.project_id,
                 run_id=run.run_id,
                 status=outcome.status,
                 usage=self._usage if self._usage.total_tokens else None,
@@ -208,7 +209,7 @@ class RunWorkflow:
             retry_policy=STATE_RETRY,
             summary=f"finish run: {outcome.status}",
         )
-        self._deliveries.append(asyncio.create_task(self._notify(run, outcome.status)))
+        self._notify(run, f"thread.run.{outcome.status}", finished.webhooks)
         # Webhook deliveries and an update handler that raced the end finish first.
         await asyncio.gather(*self._deliveries)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -220,7 +221,7 @@ class RunWorkflow:
             error_code=outcome.error_code,
             error_message=outcome.error_message,
             thread_id=run.thread_id,
-            messages=texts,
+            messages=finished.messages,
         )
 
     async def _record(self, run: RunInput) -> RunInput:
@@ -249,17 +250,10 @@ class RunWorkflow:
             timeouts=recorded.timeouts,
         )
 
-    async def _notify(self, run: RunInput, status: str) -> None:
-        """POST `thread.run.<status>` to the project's webhooks (each delivery its own activity
-        with retries). Never fails the run."""
-        event = f"thread.run.{status}"
-        targets = await workflow.execute_local_activity_method(
-            WebhookActivities.targets,
-            WebhookTargetsInput(project_id=run.project_id, event=event),
-            start_to_close_timeout=STATE_TIMEOUT,
-            retry_policy=STATE_RETRY,
-            summary=f"webhooks for {event}",
-        )
+    def _notify(self, run: RunInput, event: str, webhooks: list[str]) -> None:
+        """POST `event` to the project's subscribed webhooks, each delivery an activity with
+        retries, in the background (the run goes on; `run` waits for them before it returns).
+        A delivery that gives up never fails the run."""
 
         async def deliver(webhook_id: str) -> None:
             try:
@@ -281,7 +275,7 @@ class RunWorkflow:
                     extra={"run_id": run.run_id, "webhook_id": webhook_id, "error": str(error)},
                 )
 
-        await asyncio.gather(*(deliver(w) for w in targets))
+        self._deliveries.extend(asyncio.create_task(deliver(w)) for w in webhooks)
 
     async def _drive(self, run: RunInput) -> _Outcome:
         t = run.timeouts
@@ -358,18 +352,23 @@ class RunWorkflow:
             )
             return None
         self._pending, self._pending_step, self._outputs_applied = client_calls, step_id, False
-        waiting = await workflow.execute_local_activity_method(
+        action = await workflow.execute_local_activity_method(
             RunStateActivities.require_action,
-            RequireActionInput(run_id=run.run_id, step_id=step_id, call_ids=client_calls),
+            RequireActionInput(
+                run_id=run.run_id,
+                step_id=step_id,
+                call_ids=client_calls,
+                project_id=run.project_id,
+            ),
             start_to_close_timeout=STATE_TIMEOUT,
             retry_policy=STATE_RETRY,
             summary=f"require action: {len(client_calls)} tool call(s)",
         )
-        if not waiting:
+        if not action.waiting:
             self._pending = None
             return await self._cancelled()
         self._set_status("requires_action")
-        self._deliveries.append(asyncio.create_task(self._notify(run, "requires_action")))
+        self._notify(run, "thread.run.requires_action", action.webhooks)
         # No timer here: the run's expiry timer (in `run`) bounds this wait.
         await workflow.wait_condition(lambda: self._outputs_applied)
         return None

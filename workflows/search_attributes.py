@@ -1,7 +1,8 @@
 """The search attributes that make runs findable in the Temporal UI and with `temporal workflow
 list --query`: `RunStatus`, `AssistantId`, `ThreadId`, `ProjectId`, `Model` (all Keyword).
 
-`RunWorkflow` sets them in its first workflow task and keeps `RunStatus` current as the run moves.
+The API sets them when it starts a run's workflow (a service-started run sets them itself once it
+is recorded), and `RunWorkflow` keeps `RunStatus` current as the run moves.
 A namespace must have them registered before workflows upsert them (an upsert of an unknown
 attribute fails the workflow task): `dev` registers them; on a cluster run, once,
 `temporal operator search-attribute create --name RunStatus --type Keyword` (and so on), or set
@@ -10,7 +11,12 @@ attribute fails the workflow task): `dev` registers them; on a cluster run, once
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 
 RUN_STATUS = SearchAttributeKey.for_keyword("RunStatus")
 ASSISTANT_ID = SearchAttributeKey.for_keyword("AssistantId")
@@ -31,3 +37,19 @@ def run_attributes(
         PROJECT_ID.value_set(project_id),
         MODEL.value_set(model),
     ]
+
+
+def initial_attributes(
+    *, assistant_id: str, thread_id: str, project_id: str, model: str
+) -> TypedSearchAttributes:
+    """Set with the workflow start (written with the visibility record the start creates
+    anyway, so they cost no extra write)."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(RUN_STATUS, "queued"),
+            SearchAttributePair(ASSISTANT_ID, assistant_id),
+            SearchAttributePair(THREAD_ID, thread_id),
+            SearchAttributePair(PROJECT_ID, project_id),
+            SearchAttributePair(MODEL, model),
+        ]
+    )

@@ -171,6 +171,13 @@ class RequireActionInput:
     run_id: str
     step_id: str
     call_ids: list[str]
+    project_id: str = ""
+
+
+@dataclass(frozen=True)
+class RequireActionResult:
+    waiting: bool  # False: a cancellation got there first
+    webhooks: list[str] = field(default_factory=list)  # to notify of `requires_action`
 
 
 @dataclass(frozen=True)
@@ -204,6 +211,15 @@ class FinishInput:
     error_message: str | None = None
     incomplete_reason: str | None = None
     return_messages: bool = False
+    project_id: str = ""
+
+
+@dataclass(frozen=True)
+class FinishResult:
+    # The texts of the run's assistant messages (when `return_messages`).
+    messages: list[str] = field(default_factory=list)
+    # The project's webhooks subscribed to the terminal event, to notify next.
+    webhooks: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -248,12 +264,6 @@ WEBHOOK_EVENTS = (
     "thread.run.expired",
     "thread.run.requires_action",
 )
-
-
-@dataclass(frozen=True)
-class WebhookTargetsInput:
-    project_id: str
-    event: str
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.runs import RunStateActivities
 from activities.webhooks import WebhookActivities
 from assistants.api.webhook_schemas import WebhookEvent
 from assistants.devserver import free_port
@@ -29,7 +30,7 @@ from assistants.store import Store
 from assistants.store.migrations import schema_version
 from assistants.testing.postgres import PostgresCluster
 from assistants.webhooks import sign, verify
-from workflows.shared import WEBHOOK_EVENTS, WebhookDelivery, WebhookTargetsInput
+from workflows.shared import WEBHOOK_EVENTS, FinishInput, WebhookDelivery
 
 SECRET = "whsec_test"
 _counter = iter(range(1_000_000))
@@ -362,13 +363,17 @@ async def test_a_deleted_webhook_gets_nothing(store: Store, receiver: Receiver) 
     assert receiver.received == []
 
 
-async def test_targets_activity(store: Store, receiver: Receiver) -> None:
+async def test_finishing_a_run_names_the_webhooks_to_notify(
+    store: Store, receiver: Receiver
+) -> None:
     everything = await _webhook(store, receiver)
     failures = await _webhook(store, receiver, ["thread.run.failed"])
-    activities = WebhookActivities(store)
+    run = await _finished_run(store)
+    state = RunStateActivities(store)
     env = ActivityEnvironment()
-    failed = await env.run(activities.targets, WebhookTargetsInput("p", "thread.run.failed"))
-    assert failed == [everything, failures]
-    action = WebhookTargetsInput("p", "thread.run.requires_action")
-    assert await env.run(activities.targets, action) == [everything]
-    assert await env.run(activities.targets, WebhookTargetsInput("q", "thread.run.failed")) == []
+    failed = await env.run(state.finish, FinishInput(run["id"], "failed", project_id="p"))
+    assert failed.webhooks == [everything, failures]
+    done = await env.run(state.finish, FinishInput(run["id"], "completed", project_id="p"))
+    assert done.webhooks == [everything]
+    other = await env.run(state.finish, FinishInput(run["id"], "failed", project_id="q"))
+    assert other.webhooks == []
