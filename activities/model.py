@@ -96,7 +96,11 @@ class ModelActivities:
             request_id=call.request_id,
         )
         history = await self._store.runs.context_messages(run.thread_id, run.id)
-        own_turns = await self._store.tool_calls.run_turns(run.id, call.message_id)
+        own_turns: list[dict[str, Any]] = []
+        if call.round_index > 0:
+            # A later round: this run's own messages and tool calls so far (the first round
+            # has none, and skips the read on the way to the first token).
+            own_turns = await self._store.tool_calls.run_turns(run.id, call.message_id)
         prompt_budget = None
         if run.max_prompt_tokens is not None:
             prompt_budget = run.max_prompt_tokens - call.prompt_tokens_used

@@ -279,8 +279,9 @@ class RunWorkflow:
 
     async def _drive(self, run: RunInput) -> _Outcome:
         t = run.timeouts
-        for _ in range(t.max_model_rounds):
+        for round_index in range(t.max_model_rounds):
             call = GenerateInput(
+                round_index=round_index,
                 run_id=run.run_id,
                 step_id=self._new_id("step"),
                 message_id=self._new_id("msg"),

@@ -133,6 +133,7 @@ class GenerateInput:
     message_id: str
     tool_step_id: str = ""
     request_id: str | None = None  # for logs: the HTTP request that created the run
+    round_index: int = 0  # 0 for the run's first model call, +1 per tool round
     # Tokens already spent by earlier model calls of this run: max_*_tokens apply to the run.
     prompt_tokens_used: int = 0
     completion_tokens_used: int = 0
