@@ -1,8 +1,10 @@
-"""`durable-assistants`: dev, api, worker, tools, migrate, keys.
+"""`durable-assistants`: dev, api, worker, tools, codec-server, codec-key, migrate, keys.
 
 `dev` runs everything in one process for a laptop: an embedded Temporal dev server (persisted under
-the data dir), the worker and the HTTP API. `api` and `worker` run the parts separately against an
-external Temporal and database, for production.
+the data dir), the worker and the HTTP API (and the codec server when payloads are encrypted).
+`api` and `worker` run the parts separately against an external Temporal and database, for
+production. `tools` lists the function tools a worker would register; `codec-server` lets the
+Temporal UI and CLI decrypt payloads; `codec-key` prints a new encryption key.
 """
 
 from __future__ import annotations
