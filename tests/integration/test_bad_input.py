@@ -455,7 +455,7 @@ CASES = [
     Case("tool-output-not-a-string", "POST",
          "/threads/{thread}/runs/{run}/submit_tool_outputs", 400,
          "Invalid type for 'tool_outputs[0].output': expected a string, but got an integer",
-         param="tool_outputs[0].output",
+         param="tool_outputs[0].output", code="invalid_type",
          json={"tool_outputs": [{"tool_call_id": "call_x", "output": 1}]}),
     Case("tool-outputs-to-active-run", "POST",
          "/threads/{locked}/runs/{active}/submit_tool_outputs", 400,
@@ -463,7 +463,7 @@ CASES = [
          json={"tool_outputs": [{"tool_call_id": "call_x", "output": "1"}]}, locked=True),
     Case("webhook-bad-url", "POST", "/webhooks", 400,
          "Invalid 'url': expected an absolute http or https URL.", param="url",
-         json={"url": "ftp://example.com/hook"}),
+         code="invalid_value", json={"url": "ftp://example.com/hook"}),
 ]  # fmt: skip
 
 
