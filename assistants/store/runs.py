@@ -50,7 +50,7 @@ _MESSAGE_REASON = {
 }
 
 
-def _run_row(conn: Connection, run_id: str, *, lock: bool = False) -> Row[Any]:
+def run_row(conn: Connection, run_id: str, *, lock: bool = False) -> Row[Any]:
     query = select(runs).where(runs.c.id == run_id)
     if lock:
         query = query.with_for_update()
@@ -60,13 +60,13 @@ def _run_row(conn: Connection, run_id: str, *, lock: bool = False) -> Row[Any]:
     return row
 
 
-def _run_event(conn: Connection, run_id: str, status: str, key: str | None = None) -> JSONDict:
-    run = objects.run(_run_row(conn, run_id))
+def run_event(conn: Connection, run_id: str, status: str, key: str | None = None) -> JSONDict:
+    run = objects.run(run_row(conn, run_id))
     events.append(conn, run_id, key or f"run:{status}", f"thread.run.{status}", run)
     return run
 
 
-def _select_one(conn: Connection, table: Any, object_id: str) -> Row[Any]:
+def select_one(conn: Connection, table: Any, object_id: str) -> Row[Any]:
     return conn.execute(select(table).where(table.c.id == object_id)).one()
 
 
@@ -101,7 +101,7 @@ def create_run(
         )
     )
     conn.execute(update(threads).where(threads.c.id == thread_id).values(active_run_id=run_id))
-    run = objects.run(_run_row(conn, run_id))
+    run = objects.run(run_row(conn, run_id))
     if new_thread is not None:
         events.append(conn, run_id, "thread:created", "thread.created", new_thread)
     events.append(conn, run_id, "run:created", "thread.run.created", run)
@@ -109,7 +109,7 @@ def create_run(
     return run
 
 
-def _scoped_row(conn: Connection, project_id: str, thread_id: str, run_id: str) -> Row[Any]:
+def scoped_row(conn: Connection, project_id: str, thread_id: str, run_id: str) -> Row[Any]:
     row = conn.execute(
         select(runs).where(
             runs.c.id == run_id, runs.c.thread_id == thread_id, runs.c.project_id == project_id
@@ -136,7 +136,7 @@ class RunStore:
 
     async def get(self, project_id: str, thread_id: str, run_id: str) -> JSONDict:
         return await self._db.read(
-            lambda conn: objects.run(_scoped_row(conn, project_id, thread_id, run_id))
+            lambda conn: objects.run(scoped_row(conn, project_id, thread_id, run_id))
         )
 
     async def list_runs(self, project_id: str, thread_id: str, page: PageParams) -> JSONDict:
@@ -152,10 +152,10 @@ class RunStore:
         self, project_id: str, thread_id: str, run_id: str, metadata: dict[str, str] | None
     ) -> JSONDict:
         def tx(conn: Connection) -> JSONDict:
-            _scoped_row(conn, project_id, thread_id, run_id)
+            scoped_row(conn, project_id, thread_id, run_id)
             if metadata is not None:
                 conn.execute(update(runs).where(runs.c.id == run_id).values(metadata=metadata))
-            return objects.run(_run_row(conn, run_id))
+            return objects.run(run_row(conn, run_id))
 
         return await self._db.write(tx)
 
@@ -163,13 +163,13 @@ class RunStore:
         """Move an active run to `cancelling`; the workflow finishes the job."""
 
         def tx(conn: Connection) -> JSONDict:
-            row = _scoped_row(conn, project_id, thread_id, run_id)
+            row = scoped_row(conn, project_id, thread_id, run_id)
             if row.status == "cancelling":
                 return objects.run(row)
             if row.status not in ACTIVE:
                 raise InvalidRequest(f"Cannot cancel run with status '{row.status}'.")
             conn.execute(update(runs).where(runs.c.id == run_id).values(status="cancelling"))
-            return _run_event(conn, run_id, "cancelling")
+            return run_event(conn, run_id, "cancelling")
 
         return await self._db.write(tx)
 
@@ -177,7 +177,7 @@ class RunStore:
         self, project_id: str, thread_id: str, run_id: str, page: PageParams
     ) -> JSONDict:
         def tx(conn: Connection) -> JSONDict:
-            _scoped_row(conn, project_id, thread_id, run_id)
+            scoped_row(conn, project_id, thread_id, run_id)
             scope = (run_steps.c.run_id == run_id) & (run_steps.c.project_id == project_id)
             result = fetch_page(conn, run_steps, scope, page)
             return list_object([objects.step(r) for r in result.rows], result.has_more)
@@ -188,7 +188,7 @@ class RunStore:
         self, project_id: str, thread_id: str, run_id: str, step_id: str
     ) -> JSONDict:
         def tx(conn: Connection) -> JSONDict:
-            _scoped_row(conn, project_id, thread_id, run_id)
+            scoped_row(conn, project_id, thread_id, run_id)
             row = conn.execute(
                 select(run_steps).where(
                     run_steps.c.id == step_id,
@@ -223,7 +223,7 @@ class RunStore:
     # --- worker side -------------------------------------------------------------------------
 
     async def load(self, run_id: str) -> Row[Any]:
-        return await self._db.read(lambda conn: _run_row(conn, run_id))
+        return await self._db.read(lambda conn: run_row(conn, run_id))
 
     async def context_messages(self, thread_id: str, run_id: str) -> list[Any]:
         """The thread's messages in order, for the model prompt — except those this run wrote
@@ -258,7 +258,7 @@ class RunStore:
         run is `queued` again). Returns the status the run has afterwards."""
 
         def tx(conn: Connection) -> str:
-            row = _run_row(conn, run_id, lock=True)
+            row = run_row(conn, run_id, lock=True)
             if row.status != "queued":
                 return str(row.status)
             conn.execute(
@@ -266,7 +266,7 @@ class RunStore:
                 .where(runs.c.id == run_id)
                 .values(status="in_progress", started_at=row.started_at or int(time.time()))
             )
-            _run_event(conn, run_id, "in_progress", key=f"run:in_progress:{round_key}")
+            run_event(conn, run_id, "in_progress", key=f"run:in_progress:{round_key}")
             return "in_progress"
 
         return await self._db.write(tx)
@@ -277,7 +277,7 @@ class RunStore:
         no new output appears after a cancellation request."""
 
         def tx(conn: Connection) -> bool:
-            run = _run_row(conn, run_id, lock=True)
+            run = run_row(conn, run_id, lock=True)
             if run.status != "in_progress":
                 return False
             if conn.scalar(select(run_steps.c.seq).where(run_steps.c.id == step_id)) is not None:
@@ -315,8 +315,8 @@ class RunStore:
                     status="in_progress",
                 )
             )
-            step = objects.step(_select_one(conn, run_steps, step_id))
-            message = objects.message(_select_one(conn, messages, message_id))
+            step = objects.step(select_one(conn, run_steps, step_id))
+            message = objects.message(select_one(conn, messages, message_id))
             events.append(conn, run_id, f"step:{step_id}:created", "thread.run.step.created", step)
             events.append(
                 conn, run_id, f"step:{step_id}:in_progress", "thread.run.step.in_progress", step
@@ -374,8 +374,8 @@ class RunStore:
         now = int(time.time())
 
         def tx(conn: Connection) -> None:
-            _run_row(conn, run_id, lock=True)
-            if _select_one(conn, messages, message_id).status == "in_progress":
+            run_row(conn, run_id, lock=True)
+            if select_one(conn, messages, message_id).status == "in_progress":
                 values: JSONDict = {"content": objects.text_content(text)}
                 if truncated:
                     values |= {
@@ -386,16 +386,16 @@ class RunStore:
                 else:
                     values |= {"status": "completed", "completed_at": now}
                 conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
-                message = objects.message(_select_one(conn, messages, message_id))
+                message = objects.message(select_one(conn, messages, message_id))
                 name = "thread.message.incomplete" if truncated else "thread.message.completed"
                 events.append(conn, run_id, f"msg:{message_id}:done", name, message)
-            if _select_one(conn, run_steps, step_id).status == "in_progress":
+            if select_one(conn, run_steps, step_id).status == "in_progress":
                 conn.execute(
                     update(run_steps)
                     .where(run_steps.c.id == step_id)
                     .values(status="completed", completed_at=now, usage=usage)
                 )
-                step = objects.step(_select_one(conn, run_steps, step_id))
+                step = objects.step(select_one(conn, run_steps, step_id))
                 events.append(
                     conn, run_id, f"step:{step_id}:done", "thread.run.step.completed", step
                 )
@@ -415,7 +415,7 @@ class RunStore:
         now = int(time.time())
 
         def tx(conn: Connection) -> JSONDict:
-            row = _run_row(conn, run_id, lock=True)
+            row = run_row(conn, run_id, lock=True)
             if row.status in TERMINAL:
                 return objects.run(row)
             values: JSONDict = {"status": status, "expires_at": None, "required_action": None}
@@ -440,7 +440,7 @@ class RunStore:
                 .where(threads.c.id == row.thread_id, threads.c.active_run_id == run_id)
                 .values(active_run_id=None)
             )
-            return _run_event(conn, run_id, status, key="run:terminal")
+            return run_event(conn, run_id, status, key="run:terminal")
 
         return await self._db.write(tx)
 
@@ -461,7 +461,7 @@ def _close_open_items(
                 incomplete_details={"reason": _MESSAGE_REASON[status]},
             )
         )
-        message = objects.message(_select_one(conn, messages, message_id))
+        message = objects.message(select_one(conn, messages, message_id))
         events.append(conn, run_id, f"msg:{message_id}:done", "thread.message.incomplete", message)
     open_steps = conn.execute(
         select(run_steps.c.id).where(
@@ -478,5 +478,5 @@ def _close_open_items(
                 "message": last_error.get("message", ""),
             }
         conn.execute(update(run_steps).where(run_steps.c.id == step_id).values(**values))
-        step = objects.step(_select_one(conn, run_steps, step_id))
+        step = objects.step(select_one(conn, run_steps, step_id))
         events.append(conn, run_id, f"step:{step_id}:done", f"thread.run.step.{step_status}", step)

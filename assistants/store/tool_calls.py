@@ -21,7 +21,7 @@ from assistants.errors import InvalidRequest
 from assistants.ids import from_uuid_hex, new_id
 from assistants.store import events, objects
 from assistants.store.db import Database
-from assistants.store.runs import _run_event, _run_row, _scoped_row, _select_one
+from assistants.store.runs import run_event, run_row, scoped_row, select_one
 from assistants.store.tables import messages, run_steps, runs, tool_output_submissions
 from workflows.shared import submission_problem
 
@@ -43,8 +43,8 @@ def _step_delta(step_id: str, call: JSONDict) -> JSONDict:
     }
 
 
-def required_call_ids(run_row: Any) -> list[str]:
-    action = run_row.required_action or {}
+def required_call_ids(row: Any) -> list[str]:
+    action = row.required_action or {}
     calls = action.get("submit_tool_outputs", {}).get("tool_calls", [])
     return [str(c["id"]) for c in calls]
 
@@ -63,7 +63,7 @@ class ToolCallStore:
         """Create the `tool_calls` step (idempotent); False once the run left `in_progress`."""
 
         def tx(conn: Connection) -> bool:
-            run = _run_row(conn, run_id, lock=True)
+            run = run_row(conn, run_id, lock=True)
             if run.status != "in_progress":
                 return False
             if conn.scalar(select(run_steps.c.seq).where(run_steps.c.id == step_id)) is not None:
@@ -82,7 +82,7 @@ class ToolCallStore:
                     metadata=None,
                 )
             )
-            step = objects.step(_select_one(conn, run_steps, step_id))
+            step = objects.step(select_one(conn, run_steps, step_id))
             events.append(conn, run_id, f"step:{step_id}:created", "thread.run.step.created", step)
             events.append(
                 conn, run_id, f"step:{step_id}:in_progress", "thread.run.step.in_progress", step
@@ -128,8 +128,8 @@ class ToolCallStore:
             ]
 
         def tx(conn: Connection) -> list[JSONDict] | None:
-            _run_row(conn, run_id, lock=True)
-            step = _select_one(conn, run_steps, step_id)
+            run_row(conn, run_id, lock=True)
+            step = select_one(conn, run_steps, step_id)
             if step.step_details["tool_calls"]:
                 return stored(step)
             if not _active(conn, run_id):
@@ -154,13 +154,13 @@ class ToolCallStore:
                 .where(run_steps.c.id == step_id)
                 .values(step_details=details, usage=usage)
             )
-            return stored(_select_one(conn, run_steps, step_id))
+            return stored(select_one(conn, run_steps, step_id))
 
         return await self._db.write(tx)
 
     async def call(self, step_id: str, call_id: str) -> JSONDict:
         """One call of a step: `{id, type, function: {name, arguments, output}}`."""
-        step = await self._db.read(lambda conn: _select_one(conn, run_steps, step_id))
+        step = await self._db.read(lambda conn: select_one(conn, run_steps, step_id))
         for call in step.step_details["tool_calls"]:
             if call["id"] == call_id:
                 return dict(call)
@@ -170,8 +170,8 @@ class ToolCallStore:
         """A registered tool's output (first writer wins: a retried activity changes nothing)."""
 
         def tx(conn: Connection) -> None:
-            _run_row(conn, run_id, lock=True)
-            step = _select_one(conn, run_steps, step_id)
+            run_row(conn, run_id, lock=True)
+            step = select_one(conn, run_steps, step_id)
             details = step.step_details
             changed = False
             for call in details["tool_calls"]:
@@ -189,7 +189,7 @@ class ToolCallStore:
         """All calls answered by the worker: the step is `completed` (idempotent)."""
 
         def tx(conn: Connection) -> None:
-            _run_row(conn, run_id, lock=True)
+            run_row(conn, run_id, lock=True)
             _complete(conn, run_id, step_id, int(time.time()))
 
         await self._db.write(tx)
@@ -199,12 +199,12 @@ class ToolCallStore:
         `in_progress` meanwhile (a cancellation)."""
 
         def tx(conn: Connection) -> bool:
-            run = _run_row(conn, run_id, lock=True)
+            run = run_row(conn, run_id, lock=True)
             if run.status == "requires_action" and required_call_ids(run) == call_ids:
                 return True
             if run.status != "in_progress":
                 return False
-            step = _select_one(conn, run_steps, step_id)
+            step = select_one(conn, run_steps, step_id)
             wanted = set(call_ids)
             calls = [
                 {
@@ -229,7 +229,7 @@ class ToolCallStore:
                     },
                 )
             )
-            _run_event(conn, run_id, "requires_action", key=f"run:requires_action:{step_id}")
+            run_event(conn, run_id, "requires_action", key=f"run:requires_action:{step_id}")
             return True
 
         return await self._db.write(tx)
@@ -243,7 +243,7 @@ class ToolCallStore:
         run's last event seq (a streamed continuation starts after it)."""
 
         def tx(conn: Connection) -> tuple[str, int]:
-            row = _scoped_row(conn, project_id, thread_id, run_id)
+            row = scoped_row(conn, project_id, thread_id, run_id)
             check_submission(row.status, required_call_ids(row), outputs)
             submission_id = new_id("tosub")
             conn.execute(
@@ -271,7 +271,7 @@ class ToolCallStore:
         now = int(time.time())
 
         def tx(conn: Connection) -> bool:
-            run = _run_row(conn, run_id, lock=True)
+            run = run_row(conn, run_id, lock=True)
             staged = conn.execute(
                 select(tool_output_submissions.c.outputs).where(
                     tool_output_submissions.c.id == submission_id
@@ -280,11 +280,11 @@ class ToolCallStore:
             if staged is None:
                 # Applied already (the row goes in the same transaction), or discarded by the
                 # run's end: only a completed step tells them apart.
-                return str(_select_one(conn, run_steps, step_id).status) == "completed"
+                return str(select_one(conn, run_steps, step_id).status) == "completed"
             if run.status != "requires_action":
                 return False
             outputs = {o["tool_call_id"]: o["output"] for o in staged.outputs}
-            step = _select_one(conn, run_steps, step_id)
+            step = select_one(conn, run_steps, step_id)
             details = step.step_details
             for call in details["tool_calls"]:
                 if call["id"] in outputs:
@@ -298,7 +298,7 @@ class ToolCallStore:
                 .where(runs.c.id == run_id)
                 .values(status="queued", required_action=None)
             )
-            _run_event(conn, run_id, "queued", key=f"run:queued:{step_id}")
+            run_event(conn, run_id, "queued", key=f"run:queued:{step_id}")
             conn.execute(
                 delete(tool_output_submissions).where(tool_output_submissions.c.id == submission_id)
             )
@@ -369,14 +369,14 @@ class ToolCallStore:
 
 
 def _complete(conn: Connection, run_id: str, step_id: str, now: int) -> None:
-    if _select_one(conn, run_steps, step_id).status != "in_progress":
+    if select_one(conn, run_steps, step_id).status != "in_progress":
         return
     conn.execute(
         update(run_steps)
         .where(run_steps.c.id == step_id)
         .values(status="completed", completed_at=now)
     )
-    step = objects.step(_select_one(conn, run_steps, step_id))
+    step = objects.step(select_one(conn, run_steps, step_id))
     events.append(conn, run_id, f"step:{step_id}:done", "thread.run.step.completed", step)
 
 
