@@ -26,6 +26,7 @@ from assistants.config import Settings
 from assistants.devserver import TemporalDevServer
 from assistants.logging import configure_logging
 from assistants.store import Store
+from assistants.tools import ToolRegistry, ToolRegistryError
 
 
 async def _serve_api(settings: Settings, services: Services) -> None:
@@ -84,6 +85,8 @@ def _banner(settings: Settings, key: str, backend: str, ui: str | None) -> str:
 async def _dev(settings: Settings) -> None:
     from worker import build_worker  # the top-level worker module
 
+    # Load the tools first: a bad module is reported before anything starts.
+    tools = ToolRegistry.from_modules(settings.tool_module_list)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     port = int(settings.temporal_address.rsplit(":", 1)[1])
     codec_url = f"http://{settings.codec_server_host}:{settings.codec_server_port}"
@@ -101,7 +104,7 @@ async def _dev(settings: Settings) -> None:
         settings = settings.model_copy(update={"bootstrap_api_key": key})
         services = await build_services(settings)
         backend = backend_from_settings(settings)
-        worker = build_worker(services.launcher.client, settings, services.store, backend)
+        worker = build_worker(services.launcher.client, settings, services.store, backend, tools)
         print(_banner(settings, key, backend.name, server.ui_url), flush=True)
         codec: asyncio.Task[None] | None = None
         if settings.payload_encryption_keys:
@@ -140,8 +143,6 @@ async def _create_key(settings: Settings, project: str) -> None:
 
 
 def _list_tools(settings: Settings) -> None:
-    from assistants.tools import ToolRegistry
-
     registry = ToolRegistry.from_modules(settings.tool_module_list)
     if not len(registry):
         print("no function tools registered (set ASSISTANTS_TOOL_MODULES or pass --tools)")
@@ -197,6 +198,13 @@ def main(argv: list[str] | None = None) -> None:
         else settings.log_format
     )
     configure_logging(fmt, settings.log_level)
+    try:
+        _run(args, settings, parser)
+    except ToolRegistryError as error:  # a bad ASSISTANTS_TOOL_MODULES / --tools: say so plainly
+        parser.exit(2, f"durable-assistants {args.command}: {error}\n")
+
+
+def _run(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         if args.command == "dev":
             asyncio.run(_dev(settings))

@@ -5,8 +5,16 @@ from assistants.tools.registry import (
     FunctionTool,
     ToolError,
     ToolRegistry,
+    ToolRegistryError,
     current_call_id,
     function_tool,
 )
 
-__all__ = ["FunctionTool", "ToolError", "ToolRegistry", "current_call_id", "function_tool"]
+__all__ = [
+    "FunctionTool",
+    "ToolError",
+    "ToolRegistry",
+    "ToolRegistryError",
+    "current_call_id",
+    "function_tool",
+]

@@ -15,7 +15,9 @@ import contextvars
 import importlib
 import inspect
 import json
+import os
 import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, get_type_hints, overload
@@ -35,6 +37,10 @@ def current_call_id() -> str | None:
     """Inside a registered tool: the id of the call being executed. Tools run at least once
     (a call is re-run if its worker dies), so use it as an idempotency key for side effects."""
     return _current_call.get()
+
+
+class ToolRegistryError(ValueError):
+    """The configured tool modules cannot be loaded: the worker refuses to start."""
 
 
 class ToolError(Exception):
@@ -230,7 +236,7 @@ class ToolRegistry:
     def register(self, tool: FunctionTool) -> None:
         existing = self._tools.get(tool.name)
         if existing is not None and existing.fn is not tool.fn:
-            raise ValueError(f"two registered tools are named {tool.name!r}")
+            raise ToolRegistryError(f"two registered tools are named {tool.name!r}")
         self._tools[tool.name] = tool
 
     def get(self, name: str) -> FunctionTool | None:
@@ -247,13 +253,28 @@ class ToolRegistry:
 
     @classmethod
     def from_modules(cls, modules: Iterable[str]) -> ToolRegistry:
-        """Import each module and register every `@function_tool` at its top level."""
+        """Import each module and register every `@function_tool` at its top level. Modules are
+        found in the working directory too (as `python -m` and uvicorn do): the console scripts
+        `durable-assistants worker` / `dev` would otherwise not see a project's own package."""
         registry = cls()
+        modules = list(modules)
+        cwd = os.getcwd()
+        if modules and cwd not in sys.path and "" not in sys.path:
+            sys.path.insert(0, cwd)
         for module_name in modules:
-            module = importlib.import_module(module_name)
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as error:
+                if error.name is None or not module_name.startswith(error.name):
+                    raise  # the module exists but one of its own imports is missing
+                raise ToolRegistryError(
+                    f"tool module {module_name!r} not found (looked in {cwd} and the virtualenv)"
+                ) from None
             found = [v for v in vars(module).values() if isinstance(v, FunctionTool)]
             if not found:
-                raise ValueError(f"module {module_name!r} defines no @function_tool functions")
+                raise ToolRegistryError(
+                    f"module {module_name!r} defines no @function_tool functions"
+                )
             for tool in found:
                 registry.register(tool)
         return registry

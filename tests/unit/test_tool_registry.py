@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from pathlib import Path
 from typing import Literal
 
 import pytest
 from pydantic import BaseModel
 
-from assistants.tools import ToolError, ToolRegistry, current_call_id, function_tool
+from assistants.tools import (
+    ToolError,
+    ToolRegistry,
+    ToolRegistryError,
+    current_call_id,
+    function_tool,
+)
 from assistants.tools.registry import ToolArgumentsError
 from workflows.shared import submission_problem
 
@@ -101,6 +109,25 @@ def test_registry_loads_modules_and_rejects_clashes() -> None:
     clash = function_tool(name="ship")(lambda: "other")
     with pytest.raises(ValueError, match="two registered tools are named 'ship'"):
         ToolRegistry([ship, clash])
+
+
+def test_modules_are_found_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `durable-assistants worker` (a console script, no cwd on sys.path) needs to find a
+    # project's own `myapp.tools`.
+    package = tmp_path / "myapp_tools_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tools.py").write_text(
+        "from assistants.tools import function_tool\n\n"
+        "@function_tool\ndef ping() -> str:\n    'Ping.'\n    return 'pong'\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert [t.name for t in ToolRegistry.from_modules(["myapp_tools_pkg.tools"])] == ["ping"]
+    with pytest.raises(ToolRegistryError, match=r"tool module 'nowhere\.tools' not found"):
+        ToolRegistry.from_modules(["nowhere.tools"])
 
 
 def test_invalid_names_and_signatures() -> None:
