@@ -11,8 +11,8 @@ protocol to load the UI pages, wait until the single-page app has rendered them,
 
 Run it from the repository root after `make install`:
 
-    .venv/bin/python docs/screenshots.py            # writes docs/temporal-ui-run{s,}.png
-    .venv/bin/python docs/screenshots.py --keep     # also keeps the temp dir (logs, page text)
+    .venv/bin/python -m docs.screenshots            # writes docs/temporal-ui-run{s,}.png
+    .venv/bin/python -m docs.screenshots --keep     # also keeps the temp dir (logs, page text)
 
 Needs Chromium (`apt-get install -y chromium`, or `--chromium PATH`). No extra Python packages:
 the DevTools protocol is spoken over a minimal WebSocket client written with the standard library.
@@ -26,7 +26,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import socket
@@ -46,20 +45,14 @@ import httpx
 import openai
 from temporalio.client import Client
 
+from assistants.devserver import TemporalDevServer, free_port
+from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec
+from tests.support.stack import Stack
+from workflows.search_attributes import RUN_STATUS
+
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # "the Assistants API is deprecated"
 
 REPO = Path(__file__).resolve().parent.parent
-# `tests.support` is not an installed package: make it importable here and in the `api` and
-# `worker` subprocesses (which load `tests.support.tools` as their registered tools).
-sys.path.insert(0, str(REPO))
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
-)
-
-from assistants.devserver import TemporalDevServer, free_port  # noqa: E402
-from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec  # noqa: E402
-from tests.support.stack import Stack  # noqa: E402
-from workflows.search_attributes import RUN_STATUS  # noqa: E402
 
 WIDTH, HEIGHT = 1600, 1000
 CHROMIUM_FLAGS = [

@@ -92,6 +92,7 @@ class RunWorkflow:
         # What the validator knows: the status as this workflow drives it, and while the run
         # waits for the client, the calls it waits for.
         self._status = "queued"
+        self._published_status = "queued"  # the RunStatus search attribute as last set
         self._pending: list[str] | None = None
         self._pending_step = ""
         self._outputs_applied = False
@@ -101,9 +102,10 @@ class RunWorkflow:
     def _set_status(self, status: str) -> None:
         """Track the status for the validator and keep the `RunStatus` search attribute current
         (the store's status is authoritative; this one is for operators)."""
-        if status == self._status:
-            return
         self._status = status
+        if status == self._published_status:
+            return
+        self._published_status = status
         if self._input is not None and self._input.search_attributes:
             workflow.upsert_search_attributes([RUN_STATUS.value_set(status)])
 
@@ -191,7 +193,6 @@ class RunWorkflow:
             # cancellation reaches it), so nothing is written after the terminal event.
             with contextlib.suppress(asyncio.CancelledError, ActivityError):
                 await body
-        self._status = ""  # force the upsert of the terminal status
         self._set_status(outcome.status)
         finished = await workflow.execute_local_activity_method(
             RunStateActivities.finish,

@@ -1,0 +1,1 @@
+"""Documentation assets and the script that re-takes the Temporal UI screenshots."""
