@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test check lint typecheck format install bench clean
+NODE_TESTS := tests/node
+SANDBOX_VENV ?= .venv-sandbox
+
+.PHONY: dev test check lint typecheck format install node-install sandbox bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +16,28 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-dev: install
+# The official `openai` npm package, at the version the lock pins, for the Node SDK tests
+# (tests/integration/test_node_sdk.py). Needs Node.js >= 20 and npm; reinstalled when the lock
+# changes.
+$(NODE_TESTS)/node_modules/.installed: $(NODE_TESTS)/package.json $(NODE_TESTS)/package-lock.json
+	cd $(NODE_TESTS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-install: $(NODE_TESTS)/node_modules/.installed
+
+# The code_interpreter sandbox's own Python (assistants/sandbox/requirements.txt), mounted
+# read-only into every sandbox, with matplotlib's font cache built once here (a cold plot then
+# takes ~1 s less). Rebuilt when the list changes.
+$(SANDBOX_VENV)/.installed: assistants/sandbox/requirements.txt
+	$(PYTHON) -m venv $(SANDBOX_VENV)
+	$(SANDBOX_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SANDBOX_VENV)/bin/python -m pip install --quiet -r assistants/sandbox/requirements.txt
+	MPLCONFIGDIR=$(SANDBOX_VENV)/mplconfig $(SANDBOX_VENV)/bin/python -c 'import matplotlib.pyplot'
+	touch $@
+
+sandbox: $(SANDBOX_VENV)/.installed
+
+dev: install sandbox
 	$(BIN)/durable-assistants dev
 
 lint: install
@@ -25,7 +49,7 @@ typecheck: install
 
 check: lint typecheck
 
-test: check
+test: check node-install sandbox
 	$(BIN)/python -m pytest -q
 
 format: install
@@ -37,4 +61,4 @@ bench: install
 	$(BIN)/python -m bench.run_streaming
 
 clean:
-	rm -rf $(VENV) .data
+	rm -rf $(VENV) $(SANDBOX_VENV) .data $(NODE_TESTS)/node_modules

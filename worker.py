@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from datetime import timedelta
 
@@ -13,6 +14,9 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.code_interpreter import CodeRecordActivities
+from activities.file_search import FileSearchActivities
+from activities.ingestion import IngestionActivities
 from activities.model import ModelActivities
 from activities.runs import RunStateActivities
 from activities.tools import ToolActivities
@@ -20,10 +24,15 @@ from activities.webhooks import WebhookActivities
 from assistants.backends import ChatBackend
 from assistants.backends.factory import backend_from_settings
 from assistants.config import Settings
+from assistants.files import BlobStorage, blob_storage_from_settings, close_blob_storage
 from assistants.metrics import Metrics, prometheus_runtime
+from assistants.retrieval import embedder_from_settings
 from assistants.store import Store
+from assistants.store.ranking import configured_weights
 from assistants.temporal import client_metric_meter, connect, run_timeouts
 from assistants.tools import ToolRegistry
+from workflows.code_session import CodeSessionWorkflow
+from workflows.ingestion import FileBatchWorkflow, IngestFileWorkflow, VectorStoreExpiryWorkflow
 from workflows.run import RunWorkflow
 
 log = structlog.get_logger(__name__)
@@ -35,25 +44,55 @@ def build_worker(
     store: Store,
     backend: ChatBackend,
     tools: ToolRegistry | None = None,
+    blobs: BlobStorage | None = None,
 ) -> Worker:
     if tools is None:
         tools = ToolRegistry.from_modules(settings.tool_module_list)
+    if blobs is None:
+        blobs = blob_storage_from_settings(settings)
     metrics = Metrics(client_metric_meter(client))
     model = ModelActivities(
-        store, backend, settings.event_flush_interval_ms / 1000, tools, metrics=metrics
+        store,
+        backend,
+        settings.event_flush_interval_ms / 1000,
+        tools,
+        metrics=metrics,
+        blobs=blobs,
+        context_tokens=settings.model_context_tokens,
+        completion_reserve_tokens=settings.model_completion_reserve_tokens,
+        code_execution_s=settings.sandbox_execution_timeout_s,
     )
     state = RunStateActivities(
         store,
         run_expires_after_s=settings.run_expires_after_s,
         timeouts=run_timeouts(settings),
         metrics=metrics,
+        max_message_chars=settings.max_message_chars,
     )
     tool_runner = ToolActivities(store, tools, metrics=metrics)
     webhooks = WebhookActivities(store)
+    code_records = CodeRecordActivities(store)
+    searches = FileSearchActivities(
+        store,
+        embedder_from_settings(settings),
+        configured_weights(settings.search_embedding_weight, settings.search_text_weight),
+    )
+    ingestion = IngestionActivities(
+        store,
+        blobs,
+        embedder_from_settings(settings),
+        checkpoint_chunks=settings.ingestion_checkpoint_chunks,
+    )
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[RunWorkflow],
+        workflows=[
+            RunWorkflow,
+            IngestFileWorkflow,
+            FileBatchWorkflow,
+            VectorStoreExpiryWorkflow,
+            CodeSessionWorkflow,
+        ],
         activities=[
             model.generate,
             state.record_run,
@@ -64,6 +103,13 @@ def build_worker(
             state.complete_tool_step,
             tool_runner.run_tool,
             webhooks.deliver,
+            ingestion.parse_file,
+            ingestion.index_file,
+            ingestion.commit_file,
+            ingestion.cleanup_file,
+            ingestion.check_expiry,
+            code_records.record_lost,
+            searches.search,
         ],
         # On SIGTERM: stop polling, give running activities this long, then cancel them (they
         # are retried on another worker).
@@ -78,9 +124,12 @@ async def run_worker(settings: Settings) -> None:
     tools = ToolRegistry.from_modules(settings.tool_module_list)
     runtime = prometheus_runtime(settings.api_host, settings.worker_metrics_port)
     client = await connect(settings, runtime=runtime)
-    worker = build_worker(client, settings, store, backend_from_settings(settings), tools)
+    blobs = blob_storage_from_settings(settings)
+    worker = build_worker(
+        client, settings, store, backend_from_settings(settings), tools, blobs=blobs
+    )
     try:
-        async with worker:
+        async with worker, sandbox_host_if_enabled(client, settings, store, blobs):
             log.info(
                 "worker ready",
                 task_queue=settings.task_queue,
@@ -89,7 +138,20 @@ async def run_worker(settings: Settings) -> None:
             await _stop_requested()
             log.info("worker stopping", grace_s=settings.worker_shutdown_grace_s)
     finally:
+        await close_blob_storage(blobs)
         await store.close()
+
+
+def sandbox_host_if_enabled(
+    client: Client, settings: Settings, store: Store, blobs: BlobStorage
+) -> contextlib.AbstractAsyncContextManager[object]:
+    """This process is also a code_interpreter sandbox host unless ASSISTANTS_SANDBOX_WORKER
+    is false (sandbox_worker.py)."""
+    if not settings.sandbox_worker:
+        return contextlib.nullcontext()
+    from sandbox_worker import sandbox_host
+
+    return sandbox_host(client, settings, store, blobs)
 
 
 async def _stop_requested() -> None:

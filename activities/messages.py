@@ -15,7 +15,9 @@ it), so what a streaming client ends with equals what the thread holds.
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from assistants.file_search.citations import Citer, flushable
 from assistants.store import Store
 from workflows.shared import Usage
 
@@ -34,7 +36,11 @@ class MessageWriter:
         flush_interval_s: float,
         *,
         retried: bool,
+        citer: Citer | None = None,
     ) -> None:
+        # file_search: markers become annotations, streamed with their markers (citations.py).
+        self._citer = citer
+        self._cited = 0  # file citations streamed so far
         self._store = store
         self._run_id = run_id
         self._step_id = step_id
@@ -52,7 +58,10 @@ class MessageWriter:
         if not await self._store.runs.begin_message(self._run_id, self._step_id, self._message_id):
             raise RunNoLongerActive(self._run_id)
         if self._retried:
-            self._emitted = len(await self._previously_emitted())
+            previous = await self._previously_emitted()
+            self._emitted = len(previous)
+            if self._citer is not None:
+                self._cited = len(self._citer.annotations(previous))
         self._begun = True
 
     async def _previously_emitted(self) -> str:
@@ -65,26 +74,46 @@ class MessageWriter:
         if time.monotonic() - self._last_flush >= self._interval:
             await self.flush()
 
-    async def flush(self) -> None:
-        if not self._begun or len(self.text) <= self._emitted:
+    async def flush(self, final: bool = False) -> None:
+        end = len(self.text)
+        if self._citer is not None and not final:
+            end = flushable(self.text, self._emitted)  # never end a batch inside a marker
+        if not self._begun or end <= self._emitted:
             return
-        pending = self.text[self._emitted :]
+        pending = self.text[self._emitted : end]
         offset = self._emitted
+        cited: list[dict[str, Any]] = []
+        if self._citer is not None:
+            found = self._citer.annotations(self.text, offset, end)
+            cited = [{"index": self._cited + i} | a for i, a in enumerate(found)]
         appended = await self._store.runs.append_message_delta(
             self._run_id,
             self._message_id,
             key=f"delta:{self._message_id}:{offset}",
             text=pending,
             first=offset == 0,
+            annotations=cited,
         )
         if not appended:
             raise RunNoLongerActive(self._run_id)
-        self._emitted = len(self.text)
+        self._emitted = end
+        self._cited += len(cited)
         self._last_flush = time.monotonic()
 
-    async def complete(self, usage: Usage, *, truncated: bool) -> None:
+    async def complete(
+        self,
+        usage: Usage,
+        *,
+        truncated: bool,
+        images: list[str] | None = None,
+        annotations: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """`images`: file ids shown as `image_file` blocks after the text; `annotations`: the
+        text's `file_path` annotations (both from code_interpreter)."""
         await self._begin()
-        await self.flush()
+        await self.flush(final=True)
+        citations = self._citer.annotations(self.text) if self._citer is not None else []
+        annotations = citations + list(annotations or [])
         await self._store.runs.complete_message(
             self._run_id,
             self._step_id,
@@ -92,4 +121,7 @@ class MessageWriter:
             self.text,
             usage.as_object(),
             truncated=truncated,
+            images=images or [],
+            annotations=annotations,
+            streamed_annotations=len(citations),
         )

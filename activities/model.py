@@ -15,14 +15,22 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
+from activities.images import ImageInliner
 from activities.messages import MessageWriter, RunNoLongerActive
 from activities.tool_calls import ToolCallWriter
 from assistants.backends import BackendError, ChatBackend, ChatRequest
+from assistants.code_interpreter import tool as code_tool
+from assistants.errors import APIError
+from assistants.file_search import tool as search_tool
+from assistants.files import BlobStorage
 from assistants.metrics import Metrics
-from assistants.prompting import build_prompt, estimate_tokens
+from assistants.prompting import build_prompt, estimate_tokens, prompt_window
 from assistants.store import Store
+from assistants.store.code_interpreter import CodeInterpreterStore
+from assistants.store.file_search import FileSearchStore
 from assistants.tools import ToolRegistry
 from workflows.shared import (
+    FILES_PENDING,
     RUN_NOT_ACTIVE,
     GenerateInput,
     GenerateResult,
@@ -46,6 +54,10 @@ def _tool_choice(value: Any) -> Any:
         return value
     if value.get("type") == "function":
         return {"type": "function", "function": {"name": value["function"]["name"]}}
+    if value.get("type") == code_tool.KIND:
+        return code_tool.tool_choice()
+    if value.get("type") == search_tool.KIND:
+        return search_tool.tool_choice()
     return None  # file_search / code_interpreter are not function tools
 
 
@@ -58,20 +70,37 @@ class ModelActivities:
         tools: ToolRegistry | None = None,
         *,
         metrics: Metrics | None = None,
+        blobs: BlobStorage | None = None,
+        context_tokens: int = 128_000,
+        completion_reserve_tokens: int = 4096,
+        code_execution_s: float = 60.0,
     ) -> None:
+        self._code_execution_s = code_execution_s
         self._metrics = metrics or Metrics()
+        self._context_tokens = context_tokens
+        self._completion_reserve_tokens = completion_reserve_tokens
+        # Without blob storage, `image_file` parts reach the model as placeholders.
+        self._images = ImageInliner(store, blobs) if blobs is not None else None
         self._store = store
+        self._searches = FileSearchStore(store.db)
         self._backend = backend
         self._flush_interval_s = flush_interval_s
         self._tools = tools or ToolRegistry()
 
-    def _function_tools(self, run_tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _function_tools(
+        self, run_tools: list[dict[str, Any]], search: bool = False
+    ) -> list[dict[str, Any]]:
         """The run's function tools for the model. A registered tool declared by name only
         (no `parameters`) gets its schema and description from the registry."""
         result: list[dict[str, Any]] = []
+        code = code_tool.enabled(run_tools)
         for tool in run_tools:
             if tool.get("type") != "function":
                 continue
+            if code and tool["function"]["name"] == code_tool.TOOL_NAME:
+                continue  # code_interpreter's own `python` takes the name
+            if search and tool["function"]["name"] == search_tool.TOOL_NAME:
+                continue  # file_search's own function takes the name
             function = dict(tool["function"])
             registered = self._tools.get(function["name"])
             if registered is not None and "parameters" not in function:
@@ -79,6 +108,10 @@ class ModelActivities:
                     k: v for k, v in function.items() if k in ("description", "strict")
                 }
             result.append({"type": "function", "function": function})
+        if code:
+            result.append(code_tool.definition(self._code_execution_s))
+        if search:
+            result.append(search_tool.definition())
         return result
 
     @activity.defn(name="generate")
@@ -104,21 +137,53 @@ class ModelActivities:
         prompt_budget = None
         if run.max_prompt_tokens is not None:
             prompt_budget = run.max_prompt_tokens - call.prompt_tokens_used
+        completion_budget = None
+        if run.max_completion_tokens is not None:
+            completion_budget = max(1, run.max_completion_tokens - call.completion_tokens_used)
+        window = prompt_window(
+            self._context_tokens, self._completion_reserve_tokens, completion_budget
+        )
+        turns = [(m.role, m.content) for m in history]
+        if self._images is not None:
+            turns = await self._images.inline(run.project_id, turns)
         prompt = build_prompt(
             instructions=run.instructions,
             additional_instructions=run.additional_instructions,
-            history=[(m.role, m.content) for m in history],
+            history=turns,
             truncation=run.truncation_strategy,
             max_prompt_tokens=prompt_budget,
             run_turns=own_turns,
+            context_tokens=window,
         )
         if prompt.over_budget:
             bound.info("prompt over max_prompt_tokens", estimated=prompt.estimated_tokens)
             return GenerateResult(finish="prompt_limit", usage=Usage())
-        completion_budget = None
-        if run.max_completion_tokens is not None:
-            completion_budget = max(1, run.max_completion_tokens - call.completion_tokens_used)
-        tools = self._function_tools(run.tools)
+        if prompt.over_context:
+            # Not even the instructions, the newest turn and this run's own turns fit: no backend
+            # would take it, so the run fails now instead of after the backend's 400.
+            bound.warning(
+                "prompt over the context window", estimated=prompt.estimated_tokens, window=window
+            )
+            raise ApplicationError(
+                f"The prompt (about {prompt.estimated_tokens} tokens with only the newest "
+                f"message) does not fit the model's context window of {self._context_tokens} "
+                f"tokens less {self._context_tokens - window} kept for the answer.",
+                type="invalid_prompt",
+                non_retryable=True,
+            )
+        # file_search is offered when the run has the tool and at least one store to search.
+        store_ids = await self._searches.store_ids(run.id) if search_tool.enabled(run.tools) else []
+        search = bool(store_ids)
+        if search and call.round_index == 0:
+            await self._check_stores(run, store_ids)
+            pending = await self._searches.pending_thread_files(run.id)
+            if pending and time.time() - (run.started_at or 0) < search_tool.THREAD_FILES_WAIT_S:
+                bound.info("waiting for the thread's files", in_progress=pending)
+                return GenerateResult(finish=FILES_PENDING, usage=Usage())
+        tools = self._function_tools(run.tools, search)
+        choice = _tool_choice(run.tool_choice) if tools else None
+        if not search and choice == search_tool.tool_choice():
+            choice = None  # forced, but there is nothing to search
         request = ChatRequest(
             model=run.model,
             messages=prompt.messages,
@@ -127,7 +192,7 @@ class ModelActivities:
             max_completion_tokens=completion_budget,
             response_format=_response_format(run.response_format),
             tools=tools,
-            tool_choice=_tool_choice(run.tool_choice) if tools else None,
+            tool_choice=choice,
             parallel_tool_calls=run.parallel_tool_calls if tools else None,
         )
         attempt = activity.info().attempt
@@ -138,6 +203,7 @@ class ModelActivities:
             call.message_id,
             self._flush_interval_s,
             retried=attempt > 1,
+            citer=await self._searches.citer(run.id) if search and call.round_index > 0 else None,
         )
         calls = ToolCallWriter(
             self._store,
@@ -146,6 +212,8 @@ class ModelActivities:
             self._flush_interval_s,
             retried=attempt > 1,
             parallel=bool(run.parallel_tool_calls),
+            code_tool=code_tool.TOOL_NAME if code_tool.enabled(run.tools) else None,
+            search_ranking=search_tool.ranking_options(run.tools, run.model) if search else None,
         )
         finish_reason: str | None = None
         usage: Usage | None = None
@@ -185,8 +253,13 @@ class ModelActivities:
             bound.warning(
                 "model call failed", status=error.status, retryable=error.retryable, attempt=attempt
             )
+            message = error.message
+            if search and not error.retryable and "tool" in message.lower():
+                # file_search reaches the model as a function tool: a backend (or model) that
+                # cannot call functions cannot search, and the run says so.
+                message = f"{search_tool.NO_TOOLS_MESSAGE} The backend said: {message}"
             raise ApplicationError(
-                error.message,
+                message,
                 type=error.code,
                 non_retryable=not error.retryable,
                 next_retry_delay=(
@@ -210,7 +283,9 @@ class ModelActivities:
         if calls.started:
             stored = await calls.complete(usage.as_object())
             refs = [
-                ToolCallRef(
+                ToolCallRef(call_id=c["id"], name=c["name"], kind=c["type"])
+                if c.get("type") in (code_tool.KIND, search_tool.KIND)
+                else ToolCallRef(
                     call_id=c["id"],
                     name=c["name"],
                     policy=self._registered_policy(c["name"], run.tools),
@@ -218,12 +293,32 @@ class ModelActivities:
                 for c in stored
             ]
             return GenerateResult(finish="tool_calls", usage=usage, tool_calls=refs)
-        await writer.complete(usage, truncated=truncated)
+        images: list[str] = []
+        annotations: list[dict[str, Any]] = []
+        if code_tool.enabled(run.tools) and call.round_index > 0:
+            # Images the code displayed in this run go into its message, after the text, and
+            # `sandbox:/mnt/data/…` links to files it wrote get `file_path` annotations.
+            code_store = CodeInterpreterStore(self._store.db)
+            images = await code_store.pending_images(call.run_id)
+            annotations = await code_store.annotations(call.run_id, writer.text)
+        await writer.complete(usage, truncated=truncated, images=images, annotations=annotations)
         if run.max_prompt_tokens is not None and (
             call.prompt_tokens_used + usage.prompt_tokens > run.max_prompt_tokens
         ):
             return GenerateResult(finish="prompt_limit", usage=usage)
         return GenerateResult(finish="length" if truncated else "stop", usage=usage)
+
+    async def _check_stores(self, run: Any, store_ids: list[str]) -> None:
+        """A run uses its stores (their `last_active_at` moves); an expired or missing one ends
+        the run, naming the store."""
+        try:
+            await self._store.vector_stores.get_searchable(run.project_id, store_ids)
+        except APIError as error:
+            raise ApplicationError(
+                f"file_search cannot use the run's vector stores: {error.message}",
+                type="server_error",
+                non_retryable=True,
+            ) from None
 
     def _registered_policy(self, name: str, run_tools: list[dict[str, Any]]) -> ToolPolicy | None:
         """The worker runs a call itself when the function is registered here and is one of the

@@ -5,14 +5,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from assistants.api.schemas import MessageCreate, RunCreate, parse
-from assistants.errors import APIError, NotFound
+from assistants.errors import APIError, InvalidRequest, NotFound
 from assistants.metrics import Metrics
+from assistants.requests import Limits, MessageCreate, RunCreate, parse
 from assistants.run_config import resolve_run_fields
+from assistants.storable import find_problem, repair
 from assistants.store import Store
 from workflows.shared import (
     ApplyOutputsInput,
@@ -41,10 +44,12 @@ class RunStateActivities:
         run_expires_after_s: int = 600,
         timeouts: RunTimeouts | None = None,
         metrics: Metrics | None = None,
+        max_message_chars: int = Limits.max_message_chars,
     ) -> None:
         self._metrics = metrics or Metrics()
         self._store = store
         self._expires_after_s = run_expires_after_s
+        self._limits = Limits(max_message_chars=max_message_chars)
         self._timeouts = timeouts or RunTimeouts()
 
     @activity.defn(name="record_run")
@@ -52,15 +57,20 @@ class RunStateActivities:
         """Store a run started through Temporal as the HTTP API would (validated the same way)."""
         request = record.request
         try:
+            # The request came through Temporal's JSON, which carries lone surrogates (and
+            # U+0000) as happily as an HTTP body: refused here as the API refuses them.
+            problem = find_problem(dataclasses.asdict(request))
+            if problem is not None:
+                raise InvalidRequest(problem.message, param=problem.param)
             options: dict[str, object] = {"assistant_id": request.assistant_id}
             for name in ("model", "instructions", "additional_instructions"):
                 if getattr(request, name) is not None:
                     options[name] = getattr(request, name)
             if request.metadata:
                 options["metadata"] = request.metadata
-            body = parse(RunCreate, options)
+            body = parse(RunCreate, options, self._limits)
             messages = [
-                parse(MessageCreate, {"role": m.role, "content": m.content}).stored()
+                parse(MessageCreate, {"role": m.role, "content": m.content}, self._limits).stored()
                 for m in request.messages
             ]
             project_id = await self._store.projects.resolve(request.project_id)
@@ -148,7 +158,7 @@ class RunStateActivities:
     @activity.defn(name="record_tool_output")
     async def record_tool_output(self, output: ToolOutputInput) -> None:
         await self._store.tool_calls.record_output(
-            output.run_id, output.step_id, output.call_id, output.output
+            output.run_id, output.step_id, output.call_id, repair(output.output)
         )
 
     @activity.defn(name="complete_tool_step")

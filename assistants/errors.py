@@ -58,6 +58,11 @@ class MethodNotAllowed(APIError):
     type = "invalid_request_error"
 
 
+class RequestTooLarge(APIError):
+    status_code = 413
+    type = "invalid_request_error"
+
+
 class ServiceUnavailable(APIError):
     status_code = 503
     type = "server_error"

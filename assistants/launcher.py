@@ -1,14 +1,30 @@
-"""Starting and cancelling run workflows from the API side.
+"""Starting, cancelling and answering run workflows from the API side.
 
-The route writes the run to the store first (taking the thread lock), then starts the workflow
-with workflow id = run id. If the API dies in between, or Temporal is briefly unreachable, the run
-is still `queued` in the store; the sweeper here finds such runs and starts them. Starting is
-idempotent (a duplicate id is rejected), so sweeping and a slow first start never run a run twice.
+Every intent is written to the store first, then sent to Temporal, and the store is what makes
+the sending durable: an API that dies in between, or a Temporal that is unreachable, delays it
+but never loses it.
+
+- **Start.** The route inserts the run `queued` (taking the thread lock), then starts the workflow
+  with workflow id = run id. A run still `queued` and never started after `requeue_after_s` is
+  started by the sweeper here. Starting is idempotent (a duplicate id is rejected), so sweeping
+  and a slow first start never run a run twice.
+- **Cancel.** The route writes `cancelling` and, in the same transaction, puts the cancel in an
+  outbox: two columns on the run, `cancel_requested_at` and `cancel_delivered_at` (a column pair
+  rather than an outbox table: a run has at most one cancel, and the sweeper's query is then one
+  indexed read of `runs`). It then sends the `cancel` signal as signal-with-start (which reaches a
+  running workflow, or starts one that sees the cancel at once), and marks it delivered when
+  Temporal acknowledges. The sweeper re-sends every undelivered cancel each `sweep_interval_s`,
+  until Temporal has it. A duplicate signal is harmless: the workflow's handler only sets a flag.
+- **Tool outputs** are not swept: the client is waiting for its answer. They are staged in the
+  store, then delivered as an update with a bounded wait (503 after `tool_outputs_timeout_s`);
+  a retried request is recognised and joins the first one (see `assistants.store.tool_calls`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
@@ -104,63 +120,116 @@ class RunLauncher:
             # The run stays `queued` in the store; the sweeper starts it once Temporal answers.
             bound.warning("workflow start failed; the sweeper will retry", error=str(error))
 
-    async def cancel(self, run: dict[str, Any], project_id: str) -> None:
-        """Signal-with-start: reaches a running workflow, or starts one that sees `cancelling`."""
+    async def cancel(self, run: dict[str, Any], project_id: str) -> bool:
+        """Send the run's `cancel` as signal-with-start: it reaches a running workflow, or starts
+        one that sees the cancel at once. True, and out of the outbox, once Temporal has it;
+        False (it stays in the outbox for the sweeper) when Temporal did not answer."""
         try:
             await self._start(run, project_id, signal=CANCEL_SIGNAL)
         except WorkflowAlreadyStartedError:
-            pass  # the workflow already finished; the run is terminal
+            # The workflow is closed. It writes the run's terminal status before it closes, so
+            # this is a no-op, except for a workflow an operator terminated: nothing else will
+            # ever finish that run, and the cancel that was asked for is what it gets.
+            await self._store.runs.finish(run["id"], "cancelled")
         except RPCError as error:
             log.warning(
                 "cancel signal failed; the sweeper will retry", run_id=run["id"], error=str(error)
             )
+            return False
+        await self._store.runs.cancel_delivered(run["id"])
+        return True
 
     async def submit_tool_outputs(
         self, run_id: str, submission_id: str, call_ids: list[str]
     ) -> None:
-        """Deliver staged tool outputs as the workflow's `submit_tool_outputs` update and wait
-        until they are applied. The workflow's validator rejects a submission that does not
-        answer exactly the pending calls (or comes too late): that is an `InvalidRequest`."""
+        """Deliver staged tool outputs as the workflow's `submit_tool_outputs` update and wait,
+        at most `tool_outputs_timeout_s`, until they are applied. The workflow's validator
+        rejects a submission that does not answer exactly the pending calls (or comes too
+        late): that is an `InvalidRequest`.
+
+        The update id is the submission id, which derives from the tool step: Temporal keeps an
+        update it admitted even when nobody waits for it any more (no worker polled in time,
+        the API died) and runs it when a worker comes back, and a retried request's update
+        then joins that one (same outcome) instead of being a second submission."""
         handle = self.client.get_workflow_handle(run_id)
+        timeout_s = self._settings.tool_outputs_timeout_s
         try:
-            await handle.execute_update(
-                SUBMIT_TOOL_OUTPUTS_UPDATE,
-                ToolOutputsSubmission(submission_id=submission_id, call_ids=call_ids),
-                rpc_timeout=timedelta(seconds=30),
-            )
+            # `execute_update` alone would wait for as long as no worker polls: it re-sends the
+            # request after each RPC timeout until the update is accepted.
+            async with asyncio.timeout(timeout_s):
+                await handle.execute_update(
+                    SUBMIT_TOOL_OUTPUTS_UPDATE,
+                    ToolOutputsSubmission(submission_id=submission_id, call_ids=call_ids),
+                    id=submission_id,
+                    rpc_timeout=timedelta(seconds=timeout_s),
+                )
         except WorkflowUpdateFailedError as error:
             cause = error.cause
             if isinstance(cause, ApplicationError):
                 param = cause.details[0] if cause.details and cause.details[0] else None
                 raise InvalidRequest(cause.message, param=param) from None
             raise
-        except WorkflowUpdateRPCTimeoutOrCancelledError:
-            raise ServiceUnavailable("Timed out delivering the tool outputs; retry.") from None
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            log.warning("tool outputs not taken in time", run_id=run_id, timeout_s=timeout_s)
+            raise ServiceUnavailable(
+                f"The run did not take the tool outputs within {timeout_s:g} s (no worker is "
+                "processing it). They are kept: retry the request."
+            ) from None
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
                 raise RunGone(run_id) from None
             raise ServiceUnavailable(f"Temporal is unavailable: {error.message}") from None
 
-    async def sweep(self) -> int:
-        stale = await self._store.runs.stale_queued(self._settings.requeue_after_s)
-        for row in stale:
-            run = {
-                "id": row.id,
-                "thread_id": row.thread_id,
-                "assistant_id": row.assistant_id,
-                "model": row.model,
-                "expires_at": row.expires_at,
-            }
-            if row.status == "cancelling":
-                await self.cancel(run, row.project_id)
-            else:
-                await self.start(run, row.project_id)
-        return len(stale)
+    async def sweep(self, *, starts: bool = True) -> int:
+        """One pass: re-send undelivered cancels and, with `starts`, start runs left `queued`
+        and forget stale unanswered tool-output submissions. Returns the intents sent."""
+        cancels = await self._store.runs.undelivered_cancels(self._settings.sweep_interval_s)
+        stale = []
+        if starts:
+            stale = await self._store.runs.stale_queued(self._settings.requeue_after_s)
+            await self._store.tool_calls.forget_unacknowledged(self._settings.run_expires_after_s)
+
+        async def resend_cancel(row: Any) -> None:
+            if await self.cancel(_launch_fields(row), row.project_id):
+                log.info("cancel re-sent", run_id=row.id)
+
+        sends: list[Awaitable[object]] = [resend_cancel(row) for row in cancels]
+        sends += [self.start(_launch_fields(row), row.project_id) for row in stale]
+        # Concurrently, a few at a time: against an unreachable Temporal each send takes seconds
+        # to fail, and one pass must not take as many times that as there are runs.
+        limit = asyncio.Semaphore(_SWEEP_CONCURRENCY)
+
+        async def send(intent: Awaitable[object]) -> None:
+            async with limit:
+                await intent
+
+        await asyncio.gather(*(send(s) for s in sends))
+        return len(sends)
 
     async def sweep_forever(self) -> None:
+        """Cancels every `sweep_interval_s` (they matter within seconds); starts every
+        `requeue_after_s` (a queued run is only stale after that long anyway)."""
+        next_starts = 0.0
         while True:
+            now = time.monotonic()
+            starts = now >= next_starts
+            if starts:
+                next_starts = now + self._settings.requeue_after_s
             try:
-                await self.sweep()
+                await self.sweep(starts=starts)
             except Exception:  # the sweeper must outlive a store or Temporal hiccup
                 log.exception("run sweeper failed")
-            await asyncio.sleep(self._settings.requeue_after_s)
+            await asyncio.sleep(self._settings.sweep_interval_s)
+
+
+_SWEEP_CONCURRENCY = 16
+
+
+def _launch_fields(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "thread_id": row.thread_id,
+        "assistant_id": row.assistant_id,
+        "model": row.model,
+        "expires_at": row.expires_at,
+    }

@@ -1,9 +1,14 @@
 """Turn a run and its thread into a Chat Completions prompt.
 
 Applies the run's instructions (plus `additional_instructions`), converts stored message content to
-chat content parts, and applies `truncation_strategy` and `max_prompt_tokens`. Token counts here are
-an estimate (about four characters per token, plus a per-message overhead): backends differ in
-tokenizers, and the exact count comes back in the backend's usage, which is what the run reports.
+chat content parts, and applies `truncation_strategy`, `max_prompt_tokens` and the model's context
+window. Token counts here are an estimate (about four characters per token for ASCII, one per
+character otherwise, plus a per-message overhead): backends differ in tokenizers, and the exact
+count comes back in the backend's usage, which is what the run reports.
+
+The context window is a hard limit, whatever the run asked for: oldest turns are dropped until
+the prompt fits the window less the room kept for the answer (`prompt_window`), so a backend is
+never sent a prompt it must refuse (a thread can hold far more than any model reads).
 """
 
 from __future__ import annotations
@@ -15,7 +20,22 @@ PER_MESSAGE_OVERHEAD = 4
 
 
 def estimate_tokens(text: str) -> int:
-    return (len(text) + 3) // 4
+    if text.isascii():
+        return (len(text) + 3) // 4
+    # Tokenizers spend about a token per character on most non-Latin scripts: counting four
+    # characters per token there would undercount a Chinese text fourfold.
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    return (ascii_chars + 3) // 4 + len(text) - ascii_chars
+
+
+def prompt_window(
+    context_tokens: int, completion_reserve_tokens: int, completion_budget: int | None
+) -> int:
+    """How much of the model's context window the prompt may fill: the window less the room kept
+    for the answer (the run's remaining `max_completion_tokens` when it has one, else
+    `completion_reserve_tokens`), and never less than half the window."""
+    reserve = completion_budget if completion_budget is not None else completion_reserve_tokens
+    return context_tokens - min(reserve, context_tokens // 2)
 
 
 def _message_tokens(message: dict[str, Any]) -> int:
@@ -54,11 +74,24 @@ def chat_content(role: str, blocks: list[dict[str, Any]]) -> str | list[dict[str
     return parts
 
 
+def run_instructions(instructions: str, additional_instructions: str | None) -> str:
+    """The instructions a run works with: its own (or its assistant's), then the run's
+    `additional_instructions` after one space.
+
+    This one text is both the system message and the run object's `instructions`: the hosted API
+    showed a run created with `additional_instructions` as
+    `instructions='You are a helpful assistant. Make sure your output is in JSON format.'`
+    (the seeds' notebook), so a client reads exactly what the model was told.
+    """
+    return " ".join(part for part in (instructions, additional_instructions) if part)
+
+
 @dataclass(frozen=True)
 class Prompt:
     messages: list[dict[str, Any]]
     estimated_tokens: int
     over_budget: bool  # still above max_prompt_tokens after truncation
+    over_context: bool = False  # still above the context window: even the newest turn is too big
 
 
 def build_prompt(
@@ -69,16 +102,12 @@ def build_prompt(
     truncation: dict[str, Any],
     max_prompt_tokens: int | None,
     run_turns: list[dict[str, Any]] | None = None,
+    context_tokens: int | None = None,
 ) -> Prompt:
     """`history` is the thread before this run; `run_turns` are this run's own earlier rounds
-    (assistant text, tool calls and tool outputs), which truncation never separates or drops."""
-    system_text = instructions
-    if additional_instructions:
-        system_text = (
-            f"{system_text}\n\n{additional_instructions}"
-            if system_text
-            else additional_instructions
-        )
+    (assistant text, tool calls and tool outputs), which truncation never separates or drops.
+    `context_tokens` is what the prompt may fill of the model's window (`prompt_window`)."""
+    system_text = run_instructions(instructions, additional_instructions)
     system = [{"role": "system", "content": system_text}] if system_text else []
     turns = [
         {"role": role, "content": chat_content(role, blocks)} for role, blocks in history if blocks
@@ -88,14 +117,21 @@ def build_prompt(
 
     own = run_turns or []
 
-    def total(items: list[dict[str, Any]]) -> int:
-        return sum(_message_tokens(m) for m in system + items + own)
-
-    estimated = total(turns)
+    # Drop the oldest turns until the prompt fits, but always keep the newest one. `auto` fits
+    # `max_prompt_tokens`; every strategy fits the context window.
+    fit = context_tokens
     if max_prompt_tokens is not None and truncation.get("type", "auto") == "auto":
-        # `auto` drops the oldest turns until the prompt fits, but always keeps the newest one.
-        while len(turns) > 1 and estimated > max_prompt_tokens:
-            turns = turns[1:]
-            estimated = total(turns)
-    over = max_prompt_tokens is not None and estimated > max_prompt_tokens
-    return Prompt(messages=system + turns + own, estimated_tokens=estimated, over_budget=over)
+        fit = max_prompt_tokens if fit is None else min(fit, max_prompt_tokens)
+    sizes = [_message_tokens(m) for m in turns]
+    estimated = sum(_message_tokens(m) for m in system + own) + sum(sizes)
+    first = 0
+    while fit is not None and len(turns) - first > 1 and estimated > fit:
+        estimated -= sizes[first]
+        first += 1
+    turns = turns[first:]
+    return Prompt(
+        messages=system + turns + own,
+        estimated_tokens=estimated,
+        over_budget=max_prompt_tokens is not None and estimated > max_prompt_tokens,
+        over_context=context_tokens is not None and estimated > context_tokens,
+    )

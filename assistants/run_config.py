@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from assistants.api.schemas import _RunOptions, dump_optional, dump_tools
 from assistants.errors import InvalidRequest
+from assistants.requests import _RunOptions, dump_optional, dump_tools
 
 
 def _check_tool_choice(tool_choice: Any, tools: list[dict[str, Any]]) -> None:

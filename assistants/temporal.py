@@ -50,6 +50,8 @@ def run_timeouts(settings: Settings) -> RunTimeouts:
         retry_max_interval_s=settings.model_retry_max_interval_s,
         retry_max_attempts=settings.model_retry_max_attempts,
         max_model_rounds=settings.max_model_rounds,
+        sandbox_task_queue=settings.resolved_sandbox_task_queue,
+        code_execution_s=settings.sandbox_execution_timeout_s,
     )
 
 

@@ -49,9 +49,18 @@ def children(pid: int) -> list[int]:
 class DevProcesses:
     """`durable-assistants dev` (fresh data dir, SQLite) plus the scripted model server."""
 
-    def __init__(self, workdir: Path, *, ttft_s: float = 0.0, tokens_per_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        ttft_s: float = 0.0,
+        tokens_per_s: float = 0.0,
+        model_mode: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
-        self.model_args = [str(ttft_s), str(tokens_per_s)]
+        self.model_args = [str(ttft_s), str(tokens_per_s), *([model_mode] if model_mode else [])]
+        self.extra_env = env or {}
         self.model_port = free_port()
         self.api_port = free_port()
         self.temporal_port = free_port()
@@ -93,6 +102,7 @@ class DevProcesses:
             "ASSISTANTS_BOOTSTRAP_API_KEY": self.key,
             "ASSISTANTS_LOG_LEVEL": "WARNING",
         }
+        env |= self.extra_env
         # Settings to compare (e.g. BENCH_ASSISTANTS_SEARCH_ATTRIBUTES=false) pass through.
         env |= {
             k.removeprefix("BENCH_"): v

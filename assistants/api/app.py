@@ -14,15 +14,26 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistants.api.auth import Authenticator, require_beta_header
 from assistants.api.context import Services
 from assistants.api.http import error_response, refuse_null_characters
-from assistants.api.routes import assistants, runs, threads, webhooks
+from assistants.api.routes import (
+    assistants,
+    files,
+    runs,
+    threads,
+    vector_store_search,
+    vector_stores,
+    webhooks,
+)
 from assistants.config import Settings
 from assistants.errors import APIError, InvalidRequest, MethodNotAllowed, NotFound
+from assistants.files import blob_storage_from_settings
+from assistants.files.expiry import purge_forever
+from assistants.ingestion_launcher import IngestionLauncher
 from assistants.launcher import RunLauncher
 from assistants.metrics import Metrics, prometheus_runtime
 from assistants.store import Store
@@ -99,10 +110,35 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(NotFound(f"Invalid URL ({request.method} {request.url.path})"))
     if exc.status_code == 405:
-        return error_response(
+        response = error_response(
             MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}.")
         )
+        response.headers["Allow"] = _allowed_methods(request)
+        return response
     return error_response(InvalidRequest(str(exc.detail)))
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path, for a 405's `Allow` (RFC 9110). Starlette
+    reports only the first matching route's, and each of our routes has one method."""
+    methods: set[str] = set()
+    # The routers rewrote `root_path` on their way down; match from the application's own.
+    root = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    scope: Scope = {"type": "http", "path": request.scope["path"], "root_path": root}
+    scope["method"] = request.method
+
+    def collect(routes: list[BaseRoute], scope: Scope) -> None:
+        for route in routes:
+            match, child = route.matches(scope)
+            if match == Match.NONE:
+                continue
+            if isinstance(route, Mount):
+                collect(route.routes, {**scope, **child})
+            elif isinstance(route, Route) and route.methods:
+                methods.update(route.methods)
+
+    collect(request.app.router.routes, scope)
+    return ", ".join(sorted(methods))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -132,6 +168,8 @@ def create_app(services: Services, *, sweep: bool = True) -> Starlette:
         tasks = [asyncio.create_task(watch(services.store.db, services.notifier))]
         if sweep:
             tasks.append(asyncio.create_task(services.launcher.sweep_forever()))
+            tasks.append(asyncio.create_task(purge_forever(services.store, services.blobs)))
+            tasks.append(asyncio.create_task(services.ingestion.sweep_forever()))
         try:
             yield
         finally:
@@ -142,7 +180,8 @@ def create_app(services: Services, *, sweep: bool = True) -> Starlette:
                     await task
 
     # /threads/runs before /threads/{id}
-    v1 = runs.routes + assistants.routes + threads.routes + webhooks.routes
+    v1 = runs.routes + assistants.routes + threads.routes + webhooks.routes + files.routes
+    v1 += vector_stores.routes + vector_store_search.routes
     app = Starlette(
         routes=[Route("/healthz", _health), Mount("/v1", routes=v1)],
         exception_handlers={
@@ -160,6 +199,7 @@ def create_app(services: Services, *, sweep: bool = True) -> Starlette:
 
 async def build_services(settings: Settings) -> Services:
     store = Store.from_url(settings.resolved_database_url)
+    store.chunks.cache.max_bytes = settings.search_cache_mb * 1024 * 1024
     await store.migrate()
     if settings.bootstrap_api_key:
         await store.projects.add_key("default", settings.bootstrap_api_key)
@@ -170,5 +210,7 @@ async def build_services(settings: Settings) -> Services:
         store=store,
         launcher=RunLauncher(settings, store, client),
         notifier=RunNotifier(),
+        blobs=blob_storage_from_settings(settings),
+        ingestion=IngestionLauncher(settings, store, client),
         metrics=Metrics(client_metric_meter(client)),
     )

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from assistants.config import Settings
+from assistants.files import BlobStorage
+from assistants.ingestion_launcher import IngestionLauncher
 from assistants.launcher import RunLauncher
 from assistants.metrics import Metrics
 from assistants.store import Store
@@ -19,6 +21,8 @@ class Services:
     store: Store
     launcher: RunLauncher
     notifier: RunNotifier
+    blobs: BlobStorage  # uploaded files' bytes (local directory or S3)
+    ingestion: IngestionLauncher  # starts/cancels ingestion workflows, schedules store expiry
     metrics: Metrics = field(default_factory=Metrics)
 
 

@@ -1,5 +1,6 @@
-"""Request/response helpers shared by the routes: the JSON body, list parameters, the caller's
-project, and OpenAI-shaped error responses."""
+"""Request/response helpers shared by the routes: the JSON body (size-capped and checked for what
+the store cannot hold), list parameters, the caller's project, and OpenAI-shaped error
+responses."""
 
 from __future__ import annotations
 
@@ -10,16 +11,49 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from assistants.errors import APIError, InvalidRequest, NotFound
+from assistants.api.context import services
+from assistants.errors import APIError, InvalidRequest, NotFound, RequestTooLarge
+from assistants.requests import Limits
+from assistants.storable import find_problem, nested_too_deeply
 from assistants.store.pagination import PageParams
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with a 413 once it is known to exceed `limit` bytes: from
+    `Content-Length` before a byte is read, else while it streams in (chunked bodies), so an
+    oversized body is never held in memory. A route that takes another kind of body (a multipart
+    file upload) does not call this, and sets its own limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(
+        f"The request body is too large: at most {limit} bytes are accepted.",
+        code="request_too_large",
+    )
+
+
 async def json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    """The JSON object a request carries, after every check that must come before anything else
+    reads it: its size, its syntax, and what `assistants.storable` says the store can hold
+    (nesting depth, U+0000, lone surrogates), so nothing later can fail on it."""
+    raw = await read_body(request, services(request).settings.max_request_bytes)
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw, parse_float=_finite, parse_constant=_not_json)
+    except RecursionError:  # deeper than the parser itself can go
+        raise InvalidRequest(nested_too_deeply()) from None
     except ValueError:  # JSONDecodeError, UnicodeDecodeError, and the two below
         raise InvalidRequest(
             "We could not parse the JSON body of your request. (HINT: This likely means you "
@@ -28,13 +62,11 @@ async def json_body(request: Request) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    where = _null_character_at(body)
-    if where is not None:
-        raise InvalidRequest(
-            f"Invalid '{where}': string contains a null character (\\u0000).",
-            param=where,
-            code="invalid_value",
-        )
+    problem = find_problem(body)
+    if problem is not None:
+        if problem.kind == "depth":
+            raise InvalidRequest(problem.message)
+        raise InvalidRequest(problem.message, param=problem.param, code="invalid_value")
     return body
 
 
@@ -50,43 +82,23 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # Python's json accepts NaN and Infinity; JSON does not
 
 
-def _null_character_at(value: Any, path: str = "") -> str | None:
-    """The parameter path of the first string (or key) holding U+0000, which PostgreSQL text
-    cannot store: refused on every backend alike."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            inner = f"{path}.{key}" if path else key
-            found = inner if "\x00" in key else _null_character_at(item, inner)
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _null_character_at(item, f"{path}[{index}]")
-            if found is not None:
-                return found
-    return None
-
-
 def refuse_null_characters(request: Request) -> None:
     """No id contains U+0000 (and PostgreSQL cannot even compare one): such a path names nothing,
-    such a query parameter is invalid."""
+    such a query parameter is invalid. (The server decodes paths and query strings with
+    replacement characters, so no lone surrogate gets this far; the query check covers it too.)"""
     if "\x00" in request.url.path:
         raise NotFound(f"Invalid URL ({request.method} {request.url.path})")
     for name, value in request.query_params.multi_items():
-        if "\x00" in name or "\x00" in value:
-            raise InvalidRequest(
-                f"Invalid '{name}': string contains a null character (\\u0000).",
-                param=name,
-                code="invalid_value",
-            )
+        problem = find_problem({name: value})
+        if problem is not None:
+            raise InvalidRequest(problem.message, param=problem.param, code="invalid_value")
 
 
-def page_params(request: Request) -> PageParams:
+def page_params(request: Request, *, default_limit: int = 20, max_limit: int = 100) -> PageParams:
+    """`limit`, `order`, `after`, `before` (files: `limit` up to 10,000, by default 10,000)."""
     query = request.query_params
     raw_limit = query.get("limit")
-    limit = 20
+    limit = default_limit
     if raw_limit is not None:
         try:
             limit = int(raw_limit)
@@ -103,9 +115,9 @@ def page_params(request: Request) -> PageParams:
                 param="limit",
                 code="integer_below_min_value",
             )
-        if limit > 100:
+        if limit > max_limit:
             raise InvalidRequest(
-                "Invalid 'limit': integer above maximum value. Expected a value <= 100, "
+                f"Invalid 'limit': integer above maximum value. Expected a value <= {max_limit}, "
                 f"but got {limit} instead.",
                 param="limit",
                 code="integer_above_max_value",
@@ -123,6 +135,11 @@ def page_params(request: Request) -> PageParams:
         after=query.get("after") or None,
         before=query.get("before") or None,
     )
+
+
+def limits(request: Request) -> Limits:
+    """The configured request limits, for `schemas.parse`."""
+    return Limits(max_message_chars=services(request).settings.max_message_chars)
 
 
 def project(request: Request) -> str:

@@ -7,7 +7,7 @@ from typing import Literal
 import httpx
 from pydantic import Field, field_validator
 
-from assistants.api.schemas import Strict
+from assistants.requests import Strict
 
 MAX_URL_LENGTH = 2048
 

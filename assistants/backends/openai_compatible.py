@@ -8,10 +8,11 @@ retry them (408, 409, 429, 5xx) and `Retry-After` is handed to Temporal as the n
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
+from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
 from assistants.backends.base import (
     BackendError,
@@ -20,20 +21,10 @@ from assistants.backends.base import (
     TokenUsage,
     ToolCallDelta,
 )
+from assistants.backends.retry_after import retry_after
+from assistants.storable import TextRepair, repair
 
 RETRYABLE_STATUS = {408, 409, 429}
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) * scale)
-        except ValueError:
-            continue  # an HTTP date; let the retry policy decide
-    return None
 
 
 def classify(error: openai.APIStatusError) -> BackendError:
@@ -50,8 +41,21 @@ def classify(error: openai.APIStatusError) -> BackendError:
         f"The model backend returned {status}: {detail}",
         status=status,
         retryable=retryable,
-        retry_after_s=_retry_after(error.response.headers),
+        retry_after_s=retry_after(error.response.headers),
         code=code,
+    )
+
+
+def _tool_call_delta(call: ChoiceDeltaToolCall, repairs: dict[int, TextRepair]) -> ToolCallDelta:
+    function = call.function
+    arguments = ""
+    if function is not None:
+        arguments = repairs.setdefault(call.index, TextRepair()).feed(function.arguments or "")
+    return ToolCallDelta(
+        index=call.index,
+        id=repair(call.id) if call.id else None,
+        name=repair(function.name) if function is not None and function.name else None,
+        arguments=arguments,
     )
 
 
@@ -101,6 +105,10 @@ class OpenAICompatibleBackend:
         return params
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        # A backend's JSON can carry lone surrogates (or split a pair across two chunks): the
+        # text is repaired here, before it reaches the store (see `assistants.storable`).
+        text_repair = TextRepair()
+        argument_repairs: dict[int, TextRepair] = {}
         try:
             stream = await self._client.chat.completions.create(**self._params(request))
             async with stream:
@@ -116,17 +124,14 @@ class OpenAICompatibleBackend:
                     calls: tuple[ToolCallDelta, ...] = ()
                     if chunk.choices:
                         choice = chunk.choices[0]
-                        text = choice.delta.content or ""
+                        text = text_repair.feed(choice.delta.content or "")
                         finish = choice.finish_reason
                         calls = tuple(
-                            ToolCallDelta(
-                                index=call.index,
-                                id=call.id,
-                                name=call.function.name if call.function else None,
-                                arguments=(call.function.arguments or "") if call.function else "",
-                            )
+                            _tool_call_delta(call, argument_repairs)
                             for call in choice.delta.tool_calls or ()
                         )
+                        if finish:
+                            text += text_repair.flush()
                     if text or calls or finish or usage:
                         yield ChatChunk(
                             text=text, tool_calls=calls, finish_reason=finish, usage=usage

@@ -13,13 +13,18 @@ from sqlalchemy.engine import Connection
 
 from assistants.store import objects
 from assistants.store.assistants import AssistantStore
+from assistants.store.chunks import ChunkStore
 from assistants.store.db import Database
+from assistants.store.files import FileStore
+from assistants.store.ingestion import IngestionStore
 from assistants.store.migrations import migrate
 from assistants.store.projects import ProjectStore
 from assistants.store.runs import RunStore, create_run
 from assistants.store.tables import runs
-from assistants.store.threads import ThreadStore, create_thread
+from assistants.store.threads import PrepareResources, ThreadStore, create_thread
 from assistants.store.tool_calls import ToolCallStore
+from assistants.store.vector_store_files import VectorStoreFileStore
+from assistants.store.vector_stores import VectorStoreStore
 from assistants.store.webhooks import WebhookStore
 
 
@@ -32,6 +37,11 @@ class Store:
         self.runs = RunStore(db)
         self.tool_calls = ToolCallStore(db)
         self.webhooks = WebhookStore(db)
+        self.chunks = ChunkStore(db)
+        self.files = FileStore(db)
+        self.vector_stores = VectorStoreStore(db)
+        self.vector_store_files = VectorStoreFileStore(db)
+        self.ingestion = IngestionStore(db)
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -45,11 +55,15 @@ class Store:
         tool_resources: dict[str, Any] | None,
         messages: list[dict[str, Any]],
         run_fields: dict[str, Any],
+        prepare: PrepareResources | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """`POST /threads/runs`: the thread, its messages and the run in one transaction."""
+        """`POST /threads/runs`: the thread, its messages and the run in one transaction.
+        `prepare` turns the thread's `tool_resources` into what is stored, in the same
+        transaction (it creates the vector store a `file_search.vector_stores` helper asks for)."""
 
         def tx(conn: Connection) -> tuple[dict[str, Any], dict[str, Any]]:
-            thread = create_thread(conn, project_id, metadata, tool_resources, messages)
+            resources = prepare(conn, tool_resources) if prepare else tool_resources
+            thread = create_thread(conn, project_id, metadata, resources, messages)
             run = create_run(conn, project_id, thread["id"], run_fields, [], new_thread=thread)
             return thread, run
 

@@ -14,6 +14,7 @@ from assistants.store import objects
 from assistants.store.db import Database
 from assistants.store.pagination import PageParams, fetch_page, list_object
 from assistants.store.tables import assistants
+from assistants.store.threads import PrepareResources
 
 JSONDict = dict[str, Any]
 
@@ -22,13 +23,19 @@ class AssistantStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def create(self, project_id: str, fields: JSONDict) -> JSONDict:
+    async def create(
+        self, project_id: str, fields: JSONDict, prepare: PrepareResources | None = None
+    ) -> JSONDict:
+        """`prepare` turns `tool_resources` into what is stored, in the same transaction."""
         assistant_id = new_id("asst")
 
         def tx(conn: Connection) -> JSONDict:
+            values = dict(fields)
+            if prepare is not None:
+                values["tool_resources"] = prepare(conn, values.get("tool_resources"))
             conn.execute(
                 assistants.insert().values(
-                    id=assistant_id, project_id=project_id, created_at=int(time.time()), **fields
+                    id=assistant_id, project_id=project_id, created_at=int(time.time()), **values
                 )
             )
             row = conn.execute(select(assistants).where(assistants.c.id == assistant_id)).one()

@@ -17,6 +17,7 @@ through a single thread, so they never contend on SQLite's busy handler (which s
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +31,16 @@ T = TypeVar("T")
 Transaction = Callable[[Connection], T]
 CommitHook = Callable[[set[str]], None]
 TOUCHED_RUNS = "assistants_touched_runs"
+
+
+def dump_json(value: Any) -> str:
+    """Every JSON column's serializer: refuses (and so rolls back the write) what no response
+    could carry. Python's default would store a lone surrogate as an ASCII `\\ud800` escape that
+    reads back fine and then fails every response containing it; NaN is not JSON at all.
+    Requests are checked before this (`assistants.storable`): this is the last line."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    text.encode("utf-8")  # UnicodeEncodeError (a ValueError) on a lone surrogate
+    return text
 
 
 def touch_run(conn: Connection, run_id: str) -> None:
@@ -58,6 +69,7 @@ class Database:
             self._sync = create_engine(
                 parsed.set(drivername="sqlite+pysqlite"),
                 echo=echo,
+                json_serializer=dump_json,
                 connect_args={"timeout": 30, "check_same_thread": False},
                 pool_size=8,
                 max_overflow=8,
@@ -70,6 +82,7 @@ class Database:
             self._engine = create_async_engine(
                 parsed.set(drivername="postgresql+asyncpg"),
                 echo=echo,
+                json_serializer=dump_json,
                 pool_size=10,
                 max_overflow=20,
                 pool_pre_ping=True,

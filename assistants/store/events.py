@@ -121,6 +121,16 @@ def data_with_key_prefix(conn: Connection, run_id: str, prefix: str) -> list[dic
     return [json.loads(r.data) for r in result]
 
 
+def by_key(conn: Connection, run_id: str, key: str) -> RunEvent | None:
+    """The event appended under `key` (e.g. `run:queued:<step id>`), if it is in the log."""
+    row = conn.execute(
+        select(run_events.c.seq, run_events.c.event, run_events.c.data).where(
+            run_events.c.run_id == run_id, run_events.c.key == key
+        )
+    ).first()
+    return None if row is None else RunEvent(seq=row.seq, event=row.event, data=row.data)
+
+
 def latest_named(conn: Connection, run_id: str, event: str) -> tuple[dict[str, Any], int] | None:
     """The newest event of this name in the run's log: its data and creation time."""
     row = conn.execute(

@@ -11,6 +11,9 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from assistants.file_search import tool as search_tool
+from assistants.prompting import run_instructions
+
 JSONDict = dict[str, Any]
 
 
@@ -78,7 +81,7 @@ def run(row: Row[Any]) -> JSONDict:
         "completed_at": row.completed_at,
         "incomplete_details": row.incomplete_details,
         "model": row.model,
-        "instructions": row.instructions,
+        "instructions": run_instructions(row.instructions, row.additional_instructions),
         "tools": row.tools,
         "metadata": row.metadata,
         "usage": row.usage,
@@ -93,7 +96,8 @@ def run(row: Row[Any]) -> JSONDict:
     }
 
 
-def step(row: Row[Any]) -> JSONDict:
+def step(row: Row[Any], include_content: bool = False) -> JSONDict:
+    """`include_content`: file_search results carry their chunk text (`include[]`)."""
     return {
         "id": row.id,
         "object": "thread.run.step",
@@ -103,7 +107,7 @@ def step(row: Row[Any]) -> JSONDict:
         "run_id": row.run_id,
         "type": row.type,
         "status": row.status,
-        "step_details": row.step_details,
+        "step_details": search_tool.public_details(row.step_details, include_content),
         "last_error": row.last_error,
         "expired_at": row.expired_at,
         "cancelled_at": row.cancelled_at,

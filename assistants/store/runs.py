@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from assistants.errors import InvalidRequest, NotFound
@@ -25,6 +25,16 @@ from assistants.store.threads import insert_message, lock_thread_row, require_th
 JSONDict = dict[str, Any]
 
 ACTIVE = ("queued", "in_progress", "requires_action", "cancelling")
+# What the API's sweeper needs to (re)start a run's workflow or signal it.
+_LAUNCH_COLUMNS = (
+    runs.c.id,
+    runs.c.status,
+    runs.c.project_id,
+    runs.c.thread_id,
+    runs.c.assistant_id,
+    runs.c.expires_at,
+    runs.c.model,
+)
 TERMINAL = ("completed", "failed", "cancelled", "expired", "incomplete")
 
 # How a terminal run status closes the steps and messages it left open.
@@ -160,7 +170,9 @@ class RunStore:
         return await self._db.write(tx)
 
     async def request_cancel(self, project_id: str, thread_id: str, run_id: str) -> JSONDict:
-        """Move an active run to `cancelling`; the workflow finishes the job."""
+        """Move an active run to `cancelling`; the workflow finishes the job. The same write
+        puts the cancel in the outbox (`cancel_requested_at`, no `cancel_delivered_at`), so it
+        reaches the workflow even if the signal sent right after is lost."""
 
         def tx(conn: Connection) -> JSONDict:
             row = scoped_row(conn, project_id, thread_id, run_id)
@@ -168,24 +180,65 @@ class RunStore:
                 return objects.run(row)
             if row.status not in ACTIVE:
                 raise InvalidRequest(f"Cannot cancel run with status '{row.status}'.")
-            conn.execute(update(runs).where(runs.c.id == run_id).values(status="cancelling"))
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(
+                    status="cancelling",
+                    cancel_requested_at=int(time.time()),
+                    cancel_delivered_at=None,
+                )
+            )
             return run_event(conn, run_id, "cancelling")
 
         return await self._db.write(tx)
 
+    async def undelivered_cancels(self, older_than_s: float) -> list[Any]:
+        """`cancelling` runs whose `cancel` signal Temporal has not acknowledged, requested at
+        least `older_than_s` ago (the request that wrote it is still sending it until then)."""
+        cutoff = int(time.time() - older_than_s)
+        query = select(*_LAUNCH_COLUMNS).where(
+            runs.c.status == "cancelling",
+            runs.c.cancel_delivered_at.is_(None),
+            # Runs that were `cancelling` before the outbox existed have no request time.
+            func.coalesce(runs.c.cancel_requested_at, 0) <= cutoff,
+        )
+        return await self._db.read(lambda conn: list(conn.execute(query).all()))
+
+    async def cancel_delivered(self, run_id: str) -> None:
+        """Temporal has the `cancel` signal (or the workflow is gone): out of the outbox."""
+        await self._db.write(
+            lambda conn: conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id, runs.c.cancel_delivered_at.is_(None))
+                .values(cancel_delivered_at=int(time.time()))
+            )
+        )
+
     async def list_steps(
-        self, project_id: str, thread_id: str, run_id: str, page: PageParams
+        self,
+        project_id: str,
+        thread_id: str,
+        run_id: str,
+        page: PageParams,
+        include_content: bool = False,
     ) -> JSONDict:
         def tx(conn: Connection) -> JSONDict:
             scoped_row(conn, project_id, thread_id, run_id)
             scope = (run_steps.c.run_id == run_id) & (run_steps.c.project_id == project_id)
             result = fetch_page(conn, run_steps, scope, page)
-            return list_object([objects.step(r) for r in result.rows], result.has_more)
+            steps = [objects.step(r, include_content) for r in result.rows]
+            return list_object(steps, result.has_more)
 
         return await self._db.read(tx)
 
     async def get_step(
-        self, project_id: str, thread_id: str, run_id: str, step_id: str
+        self,
+        project_id: str,
+        thread_id: str,
+        run_id: str,
+        step_id: str,
+        include_content: bool = False,
     ) -> JSONDict:
         def tx(conn: Connection) -> JSONDict:
             scoped_row(conn, project_id, thread_id, run_id)
@@ -198,24 +251,17 @@ class RunStore:
             ).first()
             if row is None:
                 raise NotFound.object("run step", step_id)
-            return objects.step(row)
+            return objects.step(row, include_content)
 
         return await self._db.read(tx)
 
     async def stale_queued(self, older_than_s: float) -> list[Any]:
-        """Runs still `queued` (or `cancelling` before ever starting) after `older_than_s`."""
+        """Runs still `queued` without ever having started, created `older_than_s` ago or more.
+        (A run cancelled before it started is in the cancel outbox: `undelivered_cancels`.)"""
         cutoff = int(time.time() - older_than_s)
         query = (
-            select(
-                runs.c.id,
-                runs.c.status,
-                runs.c.project_id,
-                runs.c.thread_id,
-                runs.c.assistant_id,
-                runs.c.expires_at,
-                runs.c.model,
-            )
-            .where(runs.c.status.in_(("queued", "cancelling")), runs.c.started_at.is_(None))
+            select(*_LAUNCH_COLUMNS)
+            .where(runs.c.status == "queued", runs.c.started_at.is_(None))
             .where(runs.c.created_at <= cutoff)
         )
         return await self._db.read(lambda conn: list(conn.execute(query).all()))
@@ -332,13 +378,20 @@ class RunStore:
         return await self._db.write(tx)
 
     async def append_message_delta(
-        self, run_id: str, message_id: str, key: str, text: str, first: bool
+        self,
+        run_id: str,
+        message_id: str,
+        key: str,
+        text: str,
+        first: bool,
+        annotations: list[JSONDict] | None = None,
     ) -> bool:
         """Append a `thread.message.delta`; False (and nothing written) if the run is no longer
-        `in_progress`."""
+        `in_progress`. `annotations` (file citations of markers in `text`, each with its `index`)
+        go out in the same delta as their markers."""
         text_delta: JSONDict = {"value": text}
-        if first:
-            text_delta["annotations"] = []
+        if first or annotations:
+            text_delta["annotations"] = list(annotations or [])
         delta = {
             "id": message_id,
             "object": "thread.message.delta",
@@ -368,15 +421,63 @@ class RunStore:
         text: str,
         usage: JSONDict,
         truncated: bool,
+        images: list[str] | None = None,
+        annotations: list[JSONDict] | None = None,
+        streamed_annotations: int = 0,
     ) -> None:
         """Store the final text; message `completed` (or `incomplete` when cut by the token limit),
-        step `completed` with its usage. Idempotent."""
+        step `completed` with its usage. Idempotent. `images` (file ids, from code_interpreter)
+        follow the text as `image_file` blocks, each streamed as its own content delta;
+        `annotations` (the text's `file_path` ones) stream in one last text delta, except the
+        first `streamed_annotations` (file citations, streamed with their markers)."""
         now = int(time.time())
+        blocks = [{"type": "image_file", "image_file": {"file_id": f}} for f in images or []]
+        content = objects.text_content(text)
+        content[0]["text"]["annotations"] = list(annotations or [])
 
         def tx(conn: Connection) -> None:
             run_row(conn, run_id, lock=True)
             if select_one(conn, messages, message_id).status == "in_progress":
-                values: JSONDict = {"content": objects.text_content(text)}
+                if annotations and len(annotations) > streamed_annotations:
+                    events.append(
+                        conn,
+                        run_id,
+                        f"annotations:{message_id}",
+                        "thread.message.delta",
+                        {
+                            "id": message_id,
+                            "object": "thread.message.delta",
+                            "delta": {
+                                "content": [
+                                    {
+                                        "index": 0,
+                                        "type": "text",
+                                        "text": {
+                                            "annotations": [
+                                                {"index": i} | a
+                                                for i, a in enumerate(annotations)
+                                                if i >= streamed_annotations
+                                            ]
+                                        },
+                                    }
+                                ]
+                            },
+                        },
+                    )
+                for index, block in enumerate(blocks, start=1):
+                    delta = {"index": index} | block
+                    events.append(
+                        conn,
+                        run_id,
+                        f"imgdelta:{message_id}:{index}",
+                        "thread.message.delta",
+                        {
+                            "id": message_id,
+                            "object": "thread.message.delta",
+                            "delta": {"content": [delta]},
+                        },
+                    )
+                values: JSONDict = {"content": content + blocks}
                 if truncated:
                     values |= {
                         "status": "incomplete",
@@ -431,8 +532,13 @@ class RunStore:
             if status == "cancelled":
                 values["cancelled_at"] = now
             _close_open_items(conn, run_id, status, now, last_error)
+            # Staged outputs can never apply now. Applied ones whose request failed stay, so
+            # that request's retry still answers success (see `ToolCallStore.stage_outputs`).
             conn.execute(
-                delete(tool_output_submissions).where(tool_output_submissions.c.run_id == run_id)
+                delete(tool_output_submissions).where(
+                    tool_output_submissions.c.run_id == run_id,
+                    tool_output_submissions.c.applied_at.is_(None),
+                )
             )
             conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
             conn.execute(

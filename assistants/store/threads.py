@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Row, delete, select, update
@@ -16,6 +17,9 @@ from assistants.store.pagination import PageParams, fetch_page, list_object
 from assistants.store.tables import messages, run_events, run_steps, runs, threads
 
 JSONDict = dict[str, Any]
+# Turns a create request's `tool_resources` into the stored ones inside the creating transaction
+# (a `file_search.vector_stores` helper becomes a new vector store's id).
+PrepareResources = Callable[[Connection, JSONDict | None], JSONDict | None]
 
 
 def insert_message(conn: Connection, project_id: str, thread_id: str, message: JSONDict) -> str:
@@ -102,10 +106,15 @@ class ThreadStore:
         metadata: dict[str, str],
         tool_resources: JSONDict | None,
         initial_messages: list[JSONDict],
+        prepare: PrepareResources | None = None,
     ) -> JSONDict:
-        return await self._db.write(
-            lambda conn: create_thread(conn, project_id, metadata, tool_resources, initial_messages)
-        )
+        """`prepare` turns `tool_resources` into what is stored, in the same transaction."""
+
+        def tx(conn: Connection) -> JSONDict:
+            resources = prepare(conn, tool_resources) if prepare else tool_resources
+            return create_thread(conn, project_id, metadata, resources, initial_messages)
+
+        return await self._db.write(tx)
 
     async def get(self, project_id: str, thread_id: str) -> JSONDict:
         def tx(conn: Connection) -> JSONDict:

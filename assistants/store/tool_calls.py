@@ -6,26 +6,50 @@ two ways: a registered tool's activity records its own output, and a client's
 `submit_tool_outputs` is first staged in `tool_output_submissions` (validated against the run),
 then applied by the workflow's update handler in one transaction that fills the outputs, completes
 the step and puts the run back in the queue, with the matching events.
+
+A request can fail after staging (no worker takes the update in time: 503; the API dies), and
+Temporal may still apply its update later. So a submission is made safe to retry: its id, which is
+also the update's id, derives from the tool step; a retry stages nothing new and its update joins
+the one Temporal holds (first writer wins: the first staged outputs are the ones applied). The row
+stays until a request answers success, so a retry that comes after the outputs were applied (even
+after the run ended) answers success too. A second submission after a success is a 400, as on
+OpenAI.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
+from assistants.code_interpreter import tool as code_tool
 from assistants.errors import InvalidRequest
-from assistants.ids import from_uuid_hex, new_id
-from assistants.store import events, objects
+from assistants.file_search import tool as search_tool
+from assistants.ids import from_uuid_hex
+from assistants.store import events, file_search, objects
 from assistants.store.db import Database
 from assistants.store.runs import run_event, run_row, scoped_row, select_one
 from assistants.store.tables import messages, run_steps, runs, tool_output_submissions
-from workflows.shared import submission_problem
+from assistants.tool_outputs import submission_problem
 
 JSONDict = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StagedOutputs:
+    """A `submit_tool_outputs` request, staged. `applied` means it retries a request that
+    failed (503, crash) after its outputs were applied: answer it, deliver nothing."""
+
+    submission_id: str
+    step_id: str
+    call_ids: list[str]  # of the staged outputs, which may be an earlier request's
+    after_seq: int  # a streamed continuation starts after this event
+    applied: bool
 
 
 def tool_call_id(step_id: str, index: int) -> str:
@@ -124,16 +148,21 @@ class ToolCallStore:
                     "name": c["function"]["name"],
                     "arguments": c["function"]["arguments"],
                 }
+                if c["type"] == "function"
+                else file_search.call_ref(c)
+                if c["type"] == search_tool.KIND
+                else code_interpreter_ref(c)
                 for c in step.step_details["tool_calls"]
             ]
 
         def tx(conn: Connection) -> list[JSONDict] | None:
-            run_row(conn, run_id, lock=True)
+            run = run_row(conn, run_id, lock=True)
             step = select_one(conn, run_steps, step_id)
             if step.step_details["tool_calls"]:
                 return stored(step)
             if not _active(conn, run_id):
                 return None
+            searches = file_search.new_calls(conn, run, calls)
             details = {
                 "type": "tool_calls",
                 "tool_calls": [
@@ -146,6 +175,10 @@ class ToolCallStore:
                             "output": None,
                         },
                     }
+                    if c.get("type") not in ("code_interpreter", search_tool.KIND)
+                    else searches[c["id"]]
+                    if c["id"] in searches
+                    else code_interpreter_call(c["id"], c["arguments"])
                     for c in calls
                 ],
             }
@@ -238,32 +271,107 @@ class ToolCallStore:
 
     async def stage_outputs(
         self, project_id: str, thread_id: str, run_id: str, outputs: list[JSONDict]
-    ) -> tuple[str, int]:
-        """Check a submission against the run and stage it. Returns the submission id and the
-        run's last event seq (a streamed continuation starts after it)."""
+    ) -> StagedOutputs:
+        """Check a submission against the run and stage it, or recognise the retry of one whose
+        request failed (see `StagedOutputs`)."""
 
-        def tx(conn: Connection) -> tuple[str, int]:
-            row = scoped_row(conn, project_id, thread_id, run_id)
-            check_submission(row.status, required_call_ids(row), outputs)
-            submission_id = new_id("tosub")
+        def tx(conn: Connection) -> StagedOutputs:
+            scoped_row(conn, project_id, thread_id, run_id)  # 404s, scoped to the project
+            row = run_row(conn, run_id, lock=True)  # concurrent submissions queue here
+            ids = [str(o["tool_call_id"]) for o in outputs]
+            problem = submission_problem(row.status, required_call_ids(row), ids)
+            if problem is not None:
+                retry = _applied_unacknowledged(conn, run_id, ids)
+                if retry is None:
+                    raise InvalidRequest(problem[0], param=problem[1])
+                done = events.by_key(conn, run_id, f"step:{retry.step_id}:done")
+                return StagedOutputs(
+                    submission_id=retry.id,
+                    step_id=retry.step_id,
+                    call_ids=_call_ids(retry.outputs),
+                    after_seq=(done.seq - 1) if done else int(row.event_seq),
+                    applied=True,
+                )
+            step_id = _step_of_call(conn, run_id, ids[0])
+            sub_id = submission_id(step_id)
+            staged = conn.execute(
+                select(tool_output_submissions.c.outputs).where(
+                    tool_output_submissions.c.id == sub_id
+                )
+            ).first()
+            if staged is None:
+                conn.execute(
+                    tool_output_submissions.insert().values(
+                        id=sub_id,
+                        run_id=run_id,
+                        step_id=step_id,
+                        outputs=outputs,
+                        created_at=int(time.time()),
+                    )
+                )
+            # else: an earlier request staged this step's outputs and failed; Temporal may hold
+            # its update still. First writer wins: those outputs are the ones applied.
+            return StagedOutputs(
+                submission_id=sub_id,
+                step_id=step_id,
+                call_ids=_call_ids(staged.outputs) if staged else ids,
+                after_seq=int(row.event_seq),
+                applied=False,
+            )
+
+        return await self._db.write(tx)
+
+    async def submission_result(self, run_id: str, step_id: str) -> JSONDict | None:
+        """The run as the `thread.run.queued` event of this step's applied submission carried
+        it; None if no submission was applied to the step."""
+
+        def tx(conn: Connection) -> JSONDict | None:
+            event = events.by_key(conn, run_id, f"run:queued:{step_id}")
+            return None if event is None else dict(json.loads(event.data))
+
+        return await self._db.read(tx)
+
+    async def acknowledge(self, staged: StagedOutputs, run_id: str) -> JSONDict:
+        """The submission's request answers success: forget the staged row, and return the run
+        as the submission left it (`queued`), not as it is now (already `in_progress`, maybe)."""
+
+        def tx(conn: Connection) -> JSONDict:
             conn.execute(
-                tool_output_submissions.insert().values(
-                    id=submission_id,
-                    run_id=run_id,
-                    outputs=outputs,
-                    created_at=int(time.time()),
+                delete(tool_output_submissions).where(
+                    tool_output_submissions.c.id == staged.submission_id
                 )
             )
-            return submission_id, int(row.event_seq)
+            event = events.by_key(conn, run_id, f"run:queued:{staged.step_id}")
+            if event is None:  # not reached: the update returned, so the outputs are applied
+                return objects.run(run_row(conn, run_id))
+            return dict(json.loads(event.data))
 
         return await self._db.write(tx)
 
     async def discard_submission(self, submission_id: str) -> None:
+        """A rejected submission leaves nothing behind (an applied one is never discarded)."""
         await self._db.write(
             lambda conn: conn.execute(
-                delete(tool_output_submissions).where(tool_output_submissions.c.id == submission_id)
+                delete(tool_output_submissions).where(
+                    tool_output_submissions.c.id == submission_id,
+                    tool_output_submissions.c.applied_at.is_(None),
+                )
             )
         )
+
+    async def forget_unacknowledged(self, older_than_s: float) -> int:
+        """Applied submissions whose request never answered success, older than `older_than_s`:
+        a retry that late is answered like any other late submission."""
+        cutoff = int(time.time() - older_than_s)
+        result = await self._db.write(
+            lambda conn: conn.execute(
+                delete(tool_output_submissions).where(
+                    tool_output_submissions.c.applied_at.is_not(None),
+                    tool_output_submissions.c.applied_at < cutoff,
+                )
+            )
+        )
+        return int(result.rowcount or 0)
 
     async def apply_submission(self, run_id: str, step_id: str, submission_id: str) -> bool:
         """Fill the outputs, complete the step, `requires_action` → `queued`. False when the run
@@ -273,14 +381,16 @@ class ToolCallStore:
         def tx(conn: Connection) -> bool:
             run = run_row(conn, run_id, lock=True)
             staged = conn.execute(
-                select(tool_output_submissions.c.outputs).where(
-                    tool_output_submissions.c.id == submission_id
-                )
+                select(
+                    tool_output_submissions.c.outputs, tool_output_submissions.c.applied_at
+                ).where(tool_output_submissions.c.id == submission_id)
             ).first()
             if staged is None:
-                # Applied already (the row goes in the same transaction), or discarded by the
-                # run's end: only a completed step tells them apart.
+                # Applied and acknowledged already (or applied before this column existed), or
+                # discarded by the run's end: only a completed step tells them apart.
                 return str(select_one(conn, run_steps, step_id).status) == "completed"
+            if staged.applied_at is not None:
+                return True  # a retried activity
             if run.status != "requires_action":
                 return False
             outputs = {o["tool_call_id"]: o["output"] for o in staged.outputs}
@@ -299,8 +409,12 @@ class ToolCallStore:
                 .values(status="queued", required_action=None)
             )
             run_event(conn, run_id, "queued", key=f"run:queued:{step_id}")
+            # Kept until the request that submitted it answers (`acknowledge`): if that request
+            # fails, its retry finds it here and answers success.
             conn.execute(
-                delete(tool_output_submissions).where(tool_output_submissions.c.id == submission_id)
+                update(tool_output_submissions)
+                .where(tool_output_submissions.c.id == submission_id)
+                .values(applied_at=now)
             )
             return True
 
@@ -335,7 +449,14 @@ class ToolCallStore:
                     if message_id != exclude_message_id and text:
                         turns.append({"role": "assistant", "content": text})
                     continue
-                calls = details.get("tool_calls") or []
+                calls = [
+                    file_search.call_turn(c)
+                    if c["type"] == search_tool.KIND
+                    else c
+                    if c["type"] != "code_interpreter"
+                    else code_interpreter_turn(c)
+                    for c in details.get("tool_calls") or []
+                ]
                 if not calls:
                     continue
                 turns.append(
@@ -380,8 +501,78 @@ def _complete(conn: Connection, run_id: str, step_id: str, now: int) -> None:
     events.append(conn, run_id, f"step:{step_id}:done", "thread.run.step.completed", step)
 
 
-def check_submission(status: str, pending: list[str], outputs: list[JSONDict]) -> None:
-    problem = submission_problem(status, pending, [str(o["tool_call_id"]) for o in outputs])
-    if problem is not None:
-        message, param = problem
-        raise InvalidRequest(message, param=param)
+def code_interpreter_call(call_id: str, arguments: str) -> JSONDict:
+    """A `python` function call as the client sees it: a code_interpreter call."""
+    return {
+        "id": call_id,
+        "type": "code_interpreter",
+        "code_interpreter": {"input": code_tool.parse_code(arguments), "outputs": []},
+    }
+
+
+def code_interpreter_ref(call: JSONDict) -> JSONDict:
+    return {
+        "id": call["id"],
+        "type": "code_interpreter",
+        "name": code_tool.TOOL_NAME,
+        "arguments": call["code_interpreter"]["input"],
+    }
+
+
+def code_interpreter_turn(call: JSONDict) -> JSONDict:
+    """A code_interpreter call as the model made it (`python` with `code`) and what it read
+    back (logs, and a line per image)."""
+    body = call["code_interpreter"]
+    outputs = body.get("outputs") or []
+    logs = "".join(o["logs"] for o in outputs if o.get("type") == "logs")
+    images = [o["image"]["file_id"] for o in outputs if o.get("type") == "image"]
+    return {
+        "id": call["id"],
+        "type": "function",
+        "function": {
+            "name": code_tool.TOOL_NAME,
+            "arguments": json.dumps({"code": body["input"]}),
+            "output": code_tool.model_output(logs, images),
+        },
+    }
+
+
+def submission_id(step_id: str) -> str:
+    """A tool step takes one submission, whose id (also its Temporal update id) derives from the
+    step: a retried request stages nothing new, and its update dedups with the first one."""
+    digest = hashlib.sha256(f"tool-outputs:{step_id}".encode()).hexdigest()[:32]
+    return from_uuid_hex("tosub", digest)
+
+
+def _call_ids(outputs: list[JSONDict]) -> list[str]:
+    return [str(o["tool_call_id"]) for o in outputs]
+
+
+def _step_of_call(conn: Connection, run_id: str, call_id: str) -> str:
+    """The `tool_calls` step (of the run's few) that holds a call."""
+    steps = conn.execute(
+        select(run_steps.c.id, run_steps.c.step_details)
+        .where(run_steps.c.run_id == run_id, run_steps.c.type == "tool_calls")
+        .order_by(run_steps.c.seq.desc())
+    ).all()
+    for step in steps:
+        if any(c["id"] == call_id for c in step.step_details.get("tool_calls") or []):
+            return str(step.id)
+    raise LookupError(f"run {run_id} has no tool call {call_id}")
+
+
+def _applied_unacknowledged(conn: Connection, run_id: str, ids: list[str]) -> Any:
+    """The applied submission of this run, for exactly these calls, whose request never
+    answered success (a retry of it answers success, whatever outputs it carries)."""
+    if len(set(ids)) != len(ids):
+        return None
+    rows = conn.execute(
+        select(tool_output_submissions).where(
+            tool_output_submissions.c.run_id == run_id,
+            tool_output_submissions.c.applied_at.is_not(None),
+        )
+    ).all()
+    for row in rows:
+        if row.step_id is not None and set(_call_ids(row.outputs)) == set(ids):
+            return row
+    return None

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 from assistants.metrics import Metrics
@@ -80,14 +80,16 @@ async def sse_stream(
     *,
     keepalive_s: float = 15.0,
     metrics: Metrics | None = None,
+    rewrite: Callable[[RunEvent], Awaitable[RunEvent]] | None = None,
 ) -> AsyncIterator[bytes]:
+    """`rewrite`: what the request asked to see differently (run create's `include[]`)."""
     # Lag is measured for events appended while this stream is open (not for a replayed past).
     opened_ms = time.time() * 1000
     async for event in follow(store, notifier, run_id, after_seq, keepalive_s=keepalive_s):
         if event is None:
             yield KEEPALIVE
             continue
-        yield frame(event)
+        yield frame(event if rewrite is None else await rewrite(event))
         if metrics is not None and event.created_ms is not None and event.created_ms >= opened_ms:
             metrics.event_delivered(timedelta(milliseconds=time.time() * 1000 - event.created_ms))
     yield DONE

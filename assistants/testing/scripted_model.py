@@ -12,15 +12,22 @@ It is a real HTTP server (uvicorn serving a small Starlette app) on its own
 event loop in a background thread, so sync tests, async tests and plain
 scripts can all use it.  Delays are ``asyncio`` sleeps, so hundreds of slow
 concurrent streams cost nothing.
+
+It also serves ``/v1/embeddings`` (deterministic hashed bag-of-words vectors, scriptable failures
+with ``enqueue_embeddings(EmbeddingReply(...))``) for the configured-endpoint embeddings path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import logging
+import re
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -37,7 +44,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["Reply", "ScriptedModel", "ToolCallSpec"]
+__all__ = ["EmbeddingReply", "Reply", "ScriptedModel", "ToolCallSpec"]
 
 MODEL_ID = "scripted-model"
 _DEFAULT_TEXT = "Hello from the scripted model."
@@ -54,7 +61,12 @@ class ToolCallSpec:
 
 @dataclass
 class Reply:
-    """What the scripted model answers to one chat completion request."""
+    """What the scripted model answers to one chat completion request.
+
+    `text` streams in chunks of `chunk_chars`, each counted as one token; a request's
+    `max_completion_tokens` (or `max_tokens`) cuts a longer text there, finishing with "length",
+    unless `finish_reason` is scripted.
+    """
 
     text: str = ""
     tool_calls: list[ToolCallSpec] = field(default_factory=list)
@@ -76,6 +88,21 @@ class Reply:
             raise ValueError("chunk_chars must be at least 1")
         if self.tokens_per_second is not None and self.tokens_per_second <= 0:
             raise ValueError("tokens_per_second must be positive")
+
+
+@dataclass
+class EmbeddingReply:
+    """What the scripted model answers to one `/v1/embeddings` request.
+
+    A 200 embeds every input deterministically: a hashed bag of its lower-cased words, unit
+    length, so texts sharing words are close and a test can plant a fact and find it. Any other
+    `status` answers an OpenAI-shaped error (with `Retry-After` when `retry_after` is set).
+    """
+
+    status: int = 200
+    error_message: str = "scripted error"
+    retry_after: float | None = None
+    delay: float = 0.0
 
 
 class _ScriptedDrop(Exception):
@@ -108,9 +135,14 @@ class ScriptedModel:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = asyncio.Event()
         self.default_reply = Reply(text=_DEFAULT_TEXT)
+        self._embedding_queue: deque[EmbeddingReply] = deque()
+        self._embedding_requests: list[dict[str, Any]] = []
+        # Vector size of a scripted embedding when the request sets no `dimensions`.
+        self.embedding_dimensions = 64
         self._app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
                 Route("/v1/models", self._models, methods=["GET"]),
             ]
         )
@@ -202,6 +234,18 @@ class ScriptedModel:
         with self._cond:
             self._responder = fn
 
+    def enqueue_embeddings(self, *replies: EmbeddingReply) -> None:
+        """Queue embeddings replies; each `/v1/embeddings` request consumes one, in order
+        (with the queue empty, requests succeed)."""
+        with self._cond:
+            self._embedding_queue.extend(replies)
+
+    @property
+    def embedding_requests(self) -> list[dict[str, Any]]:
+        """Every `/v1/embeddings` request body received so far, in order."""
+        with self._cond:
+            return list(self._embedding_requests)
+
     @property
     def requests(self) -> list[dict[str, Any]]:
         """Every chat completion request body received so far, in order."""
@@ -227,6 +271,9 @@ class ScriptedModel:
             self._requests.clear()
             self._responder = None
             self.default_reply = Reply(text=_DEFAULT_TEXT)
+            self._embedding_queue.clear()
+            self._embedding_requests.clear()
+            self.embedding_dimensions = 64
 
     # -- HTTP ----------------------------------------------------------------
 
@@ -291,6 +338,80 @@ class ScriptedModel:
         await self._sleep(reply.ttft)
         return JSONResponse(completion.message())
 
+    async def _embeddings(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return _error_response(Reply(status=400, error_message="body must be a JSON object"))
+        with self._cond:
+            self._embedding_requests.append(body)
+            self._cond.notify_all()
+            reply = self._embedding_queue.popleft() if self._embedding_queue else EmbeddingReply()
+            default_dims = self.embedding_dimensions
+        await self._sleep(reply.delay)
+        if reply.status != 200:
+            return _error_response(
+                Reply(
+                    status=reply.status,
+                    error_message=reply.error_message,
+                    retry_after=reply.retry_after,
+                )
+            )
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        dims = body.get("dimensions", default_dims)
+        if (
+            not isinstance(inputs, list)
+            or not inputs
+            or not all(isinstance(item, str) and item for item in inputs)
+        ):
+            message = "'input' must be a non-empty string or a list of non-empty strings"
+            return _error_response(Reply(status=400, error_message=message))
+        if not isinstance(dims, int) or isinstance(dims, bool) or dims < 1:
+            return _error_response(Reply(status=400, error_message="bad 'dimensions'"))
+        base64_format = body.get("encoding_format") == "base64"
+        data = []
+        for index, text in enumerate(inputs):
+            vector = _hashed_embedding(text, dims)
+            encoded: str | list[float] = (
+                base64.b64encode(_float32_bytes(vector)).decode("ascii")
+                if base64_format
+                else vector
+            )
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(len(_WORD.findall(text)) for text in inputs)
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": str(body.get("model") or MODEL_ID),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _hashed_embedding(text: str, dims: int) -> list[float]:
+    """A deterministic unit vector: each lower-cased word adds +-1 at a hashed coordinate."""
+    vector = [0.0] * dims
+    for word in _WORD.findall(text.lower()):
+        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        value = int.from_bytes(digest, "little")
+        vector[value % dims] += 1.0 if (value >> 63) else -1.0
+    norm = sum(x * x for x in vector) ** 0.5
+    if norm == 0.0:
+        vector[0] = norm = 1.0
+    return [x / norm for x in vector]
+
+
+def _float32_bytes(vector: list[float]) -> bytes:
+    return struct.pack(f"<{len(vector)}f", *vector)
+
 
 class _Completion:
     """Renders one scripted Reply as a chat.completion or a chunk stream."""
@@ -311,6 +432,14 @@ class _Completion:
             delta for i in range(len(reply.tool_calls)) for delta in self._tool_deltas(i)
         ]
         self.finish_reason = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+        limit = _token_limit(body)
+        if limit is not None and reply.finish_reason is None and len(self.text_pieces) > limit:
+            # A real model stops at the request's token limit. Here one chunk is one token: the
+            # answer is cut after `limit` chunks (with no tool calls) and ends with "length".
+            self.text_pieces = self.text_pieces[:limit]
+            self.tool_deltas = []
+            self.finish_reason = "length"
+        self.text = "".join(self.text_pieces)
         prompt = reply.prompt_tokens
         if prompt is None:
             prompt = _message_chars(body.get("messages")) // 4 + 1
@@ -341,10 +470,10 @@ class _Completion:
         reply = self.reply
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": reply.text if reply.text or not reply.tool_calls else None,
+            "content": self.text if self.text or not self.tool_deltas else None,
             "refusal": None,
         }
-        if reply.tool_calls:
+        if self.tool_deltas:
             message["tool_calls"] = [
                 {
                     "id": call_id,
@@ -408,6 +537,16 @@ class _Completion:
 
 def _split(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _token_limit(body: dict[str, Any]) -> int | None:
+    """The completion token limit a request sets (`max_completion_tokens`, or the older
+    `max_tokens`), if any."""
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def _message_chars(messages: object) -> int:

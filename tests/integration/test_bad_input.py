@@ -151,6 +151,8 @@ class Case:
     headers: Headers = "ok"
     locked: bool = False  # the thread `{locked}` has the active run `{active}`
     type: str = "invalid_request_error"
+    send_headers: dict[str, str] | None = None  # extra request headers
+    allow: str | None = None  # the `Allow` header a 405 must carry
 
 
 def _fill(value: Any, ids: dict[str, str]) -> Any:
@@ -161,6 +163,13 @@ def _fill(value: Any, ids: dict[str, str]) -> Any:
     if isinstance(value, list):
         return [_fill(item, ids) for item in value]
     return value
+
+
+def _fill_bytes(content: bytes, ids: dict[str, str]) -> bytes:
+    """Raw bodies (JSON the SDK cannot send) name objects as `{asst}` etc. too."""
+    for key, value in ids.items():
+        content = content.replace(b"{%s}" % key.encode(), value.encode())
+    return content
 
 
 def _functions(n: int) -> list[dict[str, Any]]:
@@ -367,12 +376,27 @@ CASES = [
     Case("empty-model", "POST", "/assistants/{asst}", 400, "Invalid 'model': string too short.",
          param="model", code="string_below_min_length", json={"model": ""}),
     # --- unknown and missing arguments ---
-    Case("unknown-field", "POST", "/assistants", 400,
-         "Unrecognized request argument supplied: foo", param="foo",
-         json={"model": "gpt-4o", "foo": 1}),
+    Case("unknown-field", "POST", "/assistants", 400, "Unknown parameter: 'foo'.", param="foo",
+         code="unknown_parameter", json={"model": "gpt-4o", "foo": 1}),
     Case("unknown-field-on-run-update", "POST", "/threads/{thread}/runs/{run}", 400,
-         "Unrecognized request argument supplied: status", param="status",
+         "Unknown parameter: 'status'.", param="status", code="unknown_parameter",
          json={"status": "failed"}),
+    Case("unknown-field-in-tool", "POST", "/assistants", 400,
+         "Unknown parameter: 'tools[0].foo'.", param="tools[0].foo", code="unknown_parameter",
+         json={"model": "gpt-4o",
+               "tools": [{"type": "function", "function": {"name": "f"}, "foo": 1}]}),
+    Case("unknown-field-in-function", "POST", "/assistants", 400,
+         "Unknown parameter: 'tools[1].function.bar'.", param="tools[1].function.bar",
+         code="unknown_parameter",
+         json={"model": "gpt-4o", "tools": [{"type": "code_interpreter"},
+               {"type": "function", "function": {"name": "f", "bar": True}}]}),
+    Case("unknown-field-in-thread-of-run", "POST", "/threads/runs", 400,
+         "Unknown parameter: 'thread.foo'.", param="thread.foo", code="unknown_parameter",
+         json={"assistant_id": "{asst}", "thread": {"foo": 1}}),
+    Case("unknown-field-in-content-part", "POST", "/threads/{thread}/messages", 400,
+         "Unknown parameter: 'content[0].foo'.", param="content[0].foo",
+         code="unknown_parameter",
+         json={"role": "user", "content": [{"type": "text", "text": "x", "foo": 1}]}),
     Case("missing-model", "POST", "/assistants", 400, "Missing required parameter: 'model'.",
          param="model", json={"name": "no model"}),
     Case("missing-model-empty-body", "POST", "/assistants", 400,
@@ -403,6 +427,174 @@ CASES = [
     Case("nul-in-cursor", "GET", "/threads/{thread}/messages", 400,
          "Invalid 'after': string contains a null character", param="after",
          code="invalid_value", params={"after": "msg_\u0000"}),
+    # --- lone UTF-16 surrogates: no response could carry them (they are not Unicode text) ---
+    Case("surrogate-in-metadata-value", "POST", "/assistants", 400,
+         "Invalid 'metadata.k': string contains an unpaired surrogate (\\ud800)",
+         param="metadata.k", code="invalid_value",
+         content=b'{"model": "gpt-4o", "metadata": {"k": "a\\ud800"}}'),
+    Case("surrogate-in-metadata-key", "POST", "/threads", 400,
+         "Invalid 'metadata.\\udfff': string contains an unpaired surrogate",
+         param="metadata.\\udfff", code="invalid_value",
+         content=b'{"metadata": {"\\udfff": "v"}}'),
+    Case("surrogate-in-function-parameters", "POST", "/assistants", 400,
+         "string contains an unpaired surrogate",
+         param="tools[0].function.parameters.properties.city.description", code="invalid_value",
+         content=b'{"model": "gpt-4o", "tools": [{"type": "function", "function": {"name": "f", '
+                 b'"parameters": {"type": "object", "properties": {"city": '
+                 b'{"type": "string", "description": "\\ud800"}}}}}]}'),
+    Case("surrogate-in-json-schema", "POST", "/assistants/{asst}", 400,
+         "string contains an unpaired surrogate",
+         param="response_format.json_schema.schema.enum[1]", code="invalid_value",
+         content=b'{"response_format": {"type": "json_schema", "json_schema": {"name": "s", '
+                 b'"schema": {"enum": ["ok", "\\udc00\\ud800"]}}}}'),
+    Case("surrogate-in-tool-resources", "POST", "/threads", 400,
+         "string contains an unpaired surrogate",
+         param="tool_resources.code_interpreter.file_ids[0]", code="invalid_value",
+         content=b'{"tool_resources": {"code_interpreter": {"file_ids": ["file_\\ud83d"]}}}'),
+    Case("surrogate-in-content-part", "POST", "/threads/{thread}/messages", 400,
+         "string contains an unpaired surrogate", param="content[0].text", code="invalid_value",
+         content=b'{"role": "user", "content": [{"type": "text", "text": "\\ude00\\ud83d"}]}'),
+    Case("surrogate-in-additional-message", "POST", "/threads/{thread}/runs", 400,
+         "string contains an unpaired surrogate", param="additional_messages[0].content",
+         code="invalid_value",
+         content=b'{"assistant_id": "{asst}", "additional_messages": '
+                 b'[{"role": "user", "content": "\\ud800"}]}'),
+    Case("surrogate-in-thread-of-run", "POST", "/threads/runs", 400,
+         "string contains an unpaired surrogate", param="thread.messages[0].metadata.k",
+         code="invalid_value",
+         content=b'{"assistant_id": "{asst}", "thread": {"messages": [{"role": "user", '
+                 b'"content": "hi", "metadata": {"k": "\\ud800"}}]}}'),
+    Case("surrogate-in-run-metadata", "POST", "/threads/{thread}/runs/{run}", 400,
+         "string contains an unpaired surrogate", param="metadata.k", code="invalid_value",
+         content=b'{"metadata": {"k": "\\udbff"}}'),
+    Case("surrogate-in-tool-output", "POST", "/threads/{thread}/runs/{run}/submit_tool_outputs",
+         400, "string contains an unpaired surrogate", param="tool_outputs[0].output",
+         code="invalid_value",
+         content=b'{"tool_outputs": [{"tool_call_id": "call_x", "output": "\\ud800"}]}'),
+    Case("surrogate-in-message-metadata", "POST", "/threads/{thread}/messages/{msg}", 400,
+         "string contains an unpaired surrogate", param="metadata.k", code="invalid_value",
+         content=b'{"metadata": {"k": "\\ud800"}}'),
+    # --- nesting: bounded before anything recursive touches the body ---
+    Case("nested-1000-deep", "POST", "/assistants", 400,
+         "The request body is nested too deeply",
+         content=b'{"model": "gpt-4o", "metadata": ' + b"[" * 1000 + b"]" * 1000 + b"}"),
+    Case("nested-100000-deep", "POST", "/threads", 400, "The request body is nested too deeply",
+         content=b'{"metadata": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001),
+    Case("nested-65-deep-in-parameters", "POST", "/assistants", 400,
+         "The request body is nested too deeply",
+         content=b'{"model": "gpt-4o", "tools": [{"type": "function", "function": '
+                 b'{"name": "f", "parameters": ' + b'{"a": ' * 60 + b"{}" + b"}" * 60
+                 + b"}}]}"),
+    Case("array-body-100000-deep", "POST", "/threads", 400,
+         "The request body is nested too deeply", content=b"[" * 100_000 + b"]" * 100_000),
+    # --- Last-Event-ID: a sequence number the store can hold, or a 400 before streaming ---
+    Case("last-event-id-2-63", "GET", "/threads/{thread}/runs/{run}/events", 400,
+         "Invalid 'Last-Event-ID'", param="Last-Event-ID", code="invalid_value",
+         send_headers={"Last-Event-ID": "9223372036854775808"}),
+    Case("last-event-id-huge", "GET", "/threads/{thread}/runs/{run}/events", 400,
+         "Invalid 'Last-Event-ID'", param="Last-Event-ID", code="invalid_value",
+         send_headers={"Last-Event-ID": "9" * 4000}),
+    Case("after-2-64", "GET", "/threads/{thread}/runs/{run}/events", 400,
+         "Invalid 'after'", param="after", code="invalid_value",
+         params={"after": str(2**64)}),
+    Case("last-event-id-underscores", "GET", "/threads/{thread}/runs/{run}/events", 400,
+         "Invalid 'Last-Event-ID'", param="Last-Event-ID", code="invalid_value",
+         send_headers={"Last-Event-ID": "1_0"}),
+    # --- sizes: message text is capped as on OpenAI (256,000 characters) ---
+    Case("message-content-256001", "POST", "/threads/{thread}/messages", 400,
+         "Invalid 'content': string too long. Expected a string with maximum length 256000, "
+         "but got a string with length 256001 instead.", param="content",
+         code="string_above_max_length", json={"role": "user", "content": "x" * 256_001}),
+    Case("message-parts-over-256000", "POST", "/threads/{thread}/messages", 400,
+         "Expected at most 256000 characters of text, but got 256001", param="content",
+         code="string_above_max_length",
+         json={"role": "user", "content": [{"type": "text", "text": "x" * 200_000},
+                                           {"type": "text", "text": "y" * 56_001}]}),
+    Case("thread-message-256001", "POST", "/threads", 400,
+         "Expected a string with maximum length 256000", param="messages[0].content",
+         code="string_above_max_length",
+         json={"messages": [{"role": "user", "content": "x" * 256_001}]}),
+    Case("additional-message-256001", "POST", "/threads/{thread}/runs", 400,
+         "Expected a string with maximum length 256000", param="additional_messages[0].content",
+         code="string_above_max_length",
+         json={"assistant_id": "{asst}",
+               "additional_messages": [{"role": "assistant", "content": "x" * 256_001}]}),
+    # --- image URLs are URLs ---
+    Case("image-url-not-a-url", "POST", "/threads/{thread}/messages", 400,
+         "Invalid 'content[0].image_url.url': expected an http or https URL",
+         param="content[0].image_url.url", code="invalid_value",
+         json={"role": "user", "content": [{"type": "image_url",
+                                            "image_url": {"url": "not a url"}}]}),
+    Case("image-url-javascript", "POST", "/threads", 400, "expected an http or https URL",
+         param="messages[0].content[1].image_url.url", code="invalid_value",
+         json={"messages": [{"role": "user", "content": [
+             {"type": "text", "text": "look"},
+             {"type": "image_url", "image_url": {"url": "javascript:alert(1)"}}]}]}),
+    Case("image-url-data-not-an-image", "POST", "/threads/{thread}/messages", 400,
+         "expected an http or https URL", param="content[0].image_url.url", code="invalid_value",
+         json={"role": "user", "content": [{"type": "image_url", "image_url": {
+             "url": "data:text/html;base64,PGI+aGk8L2I+"}}]}),
+    Case("image-url-without-host", "POST", "/threads/{thread}/messages", 400,
+         "expected an http or https URL", param="content[0].image_url.url", code="invalid_value",
+         json={"role": "user", "content": [{"type": "image_url",
+                                            "image_url": {"url": "https:///cat.png"}}]}),
+    # --- file_search vector store helpers: the spec's shape ---
+    Case("vector-store-file-ids-not-a-list", "POST", "/assistants", 400,
+         "Invalid type for 'tool_resources.file_search.vector_stores[0].file_ids': expected an "
+         "array", param="tool_resources.file_search.vector_stores[0].file_ids",
+         code="invalid_type",
+         json={"model": "gpt-4o", "tool_resources": {"file_search": {
+             "vector_stores": [{"file_ids": "file_1"}]}}}),
+    Case("vector-store-file-id-number", "POST", "/threads", 400,
+         "expected a string, but got an integer",
+         param="tool_resources.file_search.vector_stores[0].file_ids[1]", code="invalid_type",
+         json={"tool_resources": {"file_search": {"vector_stores": [{"file_ids": ["f", 2]}]}}}),
+    Case("vector-store-10001-files", "POST", "/threads", 400,
+         "Expected an array with maximum length 10000",
+         param="tool_resources.file_search.vector_stores[0].file_ids",
+         code="array_above_max_length",
+         json={"tool_resources": {"file_search": {"vector_stores": [
+             {"file_ids": [f"file_{i}" for i in range(10_001)]}]}}}),
+    Case("vector-store-chunk-size-50", "POST", "/assistants", 400,
+         "Expected a value >= 100, but got 50 instead.",
+         param="tool_resources.file_search.vector_stores[0].chunking_strategy.static"
+               ".max_chunk_size_tokens", code="integer_below_min_value",
+         json={"model": "gpt-4o", "tool_resources": {"file_search": {"vector_stores": [
+             {"chunking_strategy": {"type": "static", "static": {
+                 "max_chunk_size_tokens": 50, "chunk_overlap_tokens": 0}}}]}}}),
+    Case("vector-store-overlap-over-half", "POST", "/assistants/{asst}", 400,
+         "must not exceed half of 'max_chunk_size_tokens'",
+         param="tool_resources.file_search.vector_stores[0].chunking_strategy.static"
+               ".chunk_overlap_tokens", code="invalid_value",
+         json={"tool_resources": {"file_search": {"vector_stores": [
+             {"chunking_strategy": {"type": "static", "static": {
+                 "max_chunk_size_tokens": 800, "chunk_overlap_tokens": 401}}}]}}}),
+    Case("vector-store-chunking-dynamic", "POST", "/threads", 400,
+         "Invalid value: 'dynamic'. Supported values are: 'auto' and 'static'.",
+         param="tool_resources.file_search.vector_stores[0].chunking_strategy.type",
+         code="invalid_value",
+         json={"tool_resources": {"file_search": {"vector_stores": [
+             {"chunking_strategy": {"type": "dynamic"}}]}}}),
+    Case("vector-store-unknown-key", "POST", "/threads", 400,
+         "Unknown parameter: 'tool_resources.file_search.vector_stores[0].name'.",
+         param="tool_resources.file_search.vector_stores[0].name", code="unknown_parameter",
+         json={"tool_resources": {"file_search": {"vector_stores": [{"name": "docs"}]}}}),
+    Case("vector-store-metadata-17-keys", "POST", "/threads/runs", 400,
+         "Expected an object with at most 16 properties",
+         param="thread.tool_resources.file_search.vector_stores[0].metadata",
+         code="invalid_value",
+         json={"assistant_id": "{asst}", "thread": {"tool_resources": {"file_search": {
+             "vector_stores": [{"metadata": SEVENTEEN_KEYS}]}}}}),
+    Case("vector-store-ids-and-helper", "POST", "/assistants", 400,
+         "give either 'vector_store_ids' or 'vector_stores', not both",
+         param="tool_resources.file_search", code="invalid_value",
+         json={"model": "gpt-4o", "tool_resources": {"file_search": {
+             "vector_store_ids": ["vs_1"], "vector_stores": [{"file_ids": []}]}}}),
+    # --- reasoning_effort: the spec's values, and only those ---
+    Case("reasoning-effort-extreme", "POST", "/threads/{thread}/runs", 400,
+         "Invalid value: 'extreme'. Supported values are: 'none', 'minimal', 'low', 'medium', "
+         "'high', 'xhigh', and 'max'.", param="reasoning_effort", code="invalid_value",
+         json={"assistant_id": "{asst}", "reasoning_effort": "extreme"}),
     # --- bodies that are not a JSON object ---
     Case("malformed-json", "POST", "/assistants", 400,
          "We could not parse the JSON body of your request.", content=b'{"model": "gpt-4o",'),
@@ -427,9 +619,11 @@ CASES = [
     Case("unknown-url", "POST", "/threads/{thread}/archive", 404,
          "Invalid URL (POST /v1/threads/{thread}/archive)", json={}),
     Case("wrong-method", "DELETE", "/threads/{thread}/runs/{run}", 405,
-         "Method DELETE is not allowed"),
+         "Method DELETE is not allowed", allow="GET, HEAD, POST"),
     Case("wrong-method-put", "PUT", "/assistants/{asst}", 405, "Method PUT is not allowed",
-         json={"name": "x"}),
+         json={"name": "x"}, allow="DELETE, GET, HEAD, POST"),
+    Case("wrong-method-on-list", "DELETE", "/threads/{thread}/messages", 405,
+         "Method DELETE is not allowed", allow="GET, HEAD, POST"),
     # --- state conflicts ---
     Case("cancel-completed-run", "POST", "/threads/{thread}/runs/{run}/cancel", 400,
          "Cannot cancel run with status 'completed'."),
@@ -520,12 +714,15 @@ def test_bad_request(case: Case, world: World, stack: Stack, model: ScriptedMode
             before = world.snapshot(http, watched)
             with _client(stack, case.headers) as bad:
                 kwargs: dict[str, Any] = {"params": case.params}
+                headers = dict(case.send_headers or {})
                 if case.json is not NO_BODY:
                     kwargs["json"] = _fill(case.json, ids)
                 elif case.content is not None:
-                    kwargs["content"] = case.content
-                    kwargs["headers"] = {"Content-Type": "application/json"}
-                response = bad.request(case.method, _fill(case.path, ids), **kwargs)
+                    kwargs["content"] = _fill_bytes(case.content, ids)
+                    headers["Content-Type"] = "application/json"
+                response = bad.request(
+                    case.method, _fill(case.path, ids), headers=headers, **kwargs
+                )
             after = world.snapshot(http, watched)
         finally:
             if lock is not None:
@@ -541,6 +738,8 @@ def test_bad_request(case: Case, world: World, stack: Stack, model: ScriptedMode
     assert _fill(case.message, ids) in error["message"]
     assert error["param"] == case.param
     assert error["code"] == case.code
+    if case.allow is not None:
+        assert response.headers.get("allow") == case.allow
     assert after == before, "a rejected request changed something"
 
 
@@ -567,8 +766,8 @@ def test_sdk_view_of_a_bad_request(world: World, stack: Stack) -> None:
             content="x",
             extra_body={"foo": 1},
         )
-    assert unknown.value.param == "foo" and unknown.value.code is None
-    assert "Unrecognized request argument supplied: foo" in str(unknown.value)
+    assert unknown.value.param == "foo" and unknown.value.code == "unknown_parameter"
+    assert str(unknown.value) == "Error code: 400 - Unknown parameter: 'foo'."
 
     with pytest.raises(openai.NotFoundError) as missing:
         client.beta.threads.retrieve("thread_nope")

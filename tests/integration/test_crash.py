@@ -22,15 +22,6 @@ ANSWER = (
 )
 
 
-@pytest.fixture(scope="module")
-def own_temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalDevServer]:
-    """A Temporal server of this module's own, so restarting it disturbs no other test."""
-    workdir = tmp_path_factory.mktemp("crash-temporal")
-    server = TemporalDevServer(db_file=workdir / "temporal.db", log_file=workdir / "temporal.log")
-    with server:
-        yield server
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def crash_stack(
     request: pytest.FixtureRequest,

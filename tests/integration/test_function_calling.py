@@ -3,6 +3,7 @@ and streamed), several tool rounds, `tool_choice` and `parallel_tool_calls`, and
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -374,3 +375,59 @@ def test_tools_without_tools_are_not_sent(client: openai.OpenAI, model: Scripted
     run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
     assert run.status == "completed"
     assert "tools" not in model.requests[0] and "tool_choice" not in model.requests[0]
+
+
+def test_concurrent_submissions_each_answer_the_run_as_they_left_it(
+    stack: Stack, model: ScriptedModel
+) -> None:
+    """OpenAI answers `submit_tool_outputs` with the run as the submission left it, `queued`.
+    With 40 runs answering at once, the workflow often moves a run on to `in_progress` before
+    the request answers: the answer must still be `queued`."""
+    model.reset()
+
+    def respond(body: dict[str, Any]) -> Reply:
+        if body["messages"][-1]["role"] == "tool":
+            return Reply(text="22 degrees.")
+        return Reply(tool_calls=[ToolCallSpec("get_temperature", '{"city": "Paris"}')])
+
+    model.set_responder(respond)
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        client = stack.async_client()
+        assistant = await client.beta.assistants.create(model="gpt-4o", tools=[WEATHER])
+
+        async def waiting_run() -> Run:
+            thread = await client.beta.threads.create(
+                messages=[{"role": "user", "content": "Weather in Paris?"}]
+            )
+            return await client.beta.threads.runs.create_and_poll(
+                thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=100
+            )
+
+        waiting = await asyncio.gather(*(waiting_run() for _ in range(40)))
+        assert all(r.status == "requires_action" for r in waiting)
+
+        async def submit(run: Run) -> str:
+            assert run.required_action is not None
+            (call,) = run.required_action.submit_tool_outputs.tool_calls
+            answer = await client.beta.threads.runs.submit_tool_outputs(
+                run_id=run.id,
+                thread_id=run.thread_id,
+                tool_outputs=[{"tool_call_id": call.id, "output": "22C"}],
+            )
+            assert answer.id == run.id and answer.required_action is None
+            return answer.status
+
+        answers = await asyncio.gather(*(submit(r) for r in waiting))
+        finals = await asyncio.gather(
+            *(
+                client.beta.threads.runs.poll(r.id, thread_id=r.thread_id, poll_interval_ms=100)
+                for r in waiting
+            )
+        )
+        await client.close()
+        return list(answers), [f.status for f in finals]
+
+    answers, finals = asyncio.run(scenario())
+    assert answers == ["queued"] * 40
+    assert finals == ["completed"] * 40

@@ -98,13 +98,19 @@ def test_response_format_and_additional_instructions(
     assert run.status == "completed"
     assert run.response_format is not None and not isinstance(run.response_format, str)
     assert run.response_format.type == "json_object"
-    assert run.instructions == "You are a helpful assistant."
+    # As the hosted API showed it (the seeds): the run's instructions are the combined text,
+    # and they are exactly what the model was told.
+    combined = "You are a helpful assistant. Make sure your output is in JSON format."
+    assert run.instructions == combined
     sent = model.requests[-1]
     assert sent["response_format"] == {"type": "json_object"}
-    assert sent["messages"][0] == {
-        "role": "system",
-        "content": "You are a helpful assistant.\n\nMake sure your output is in JSON format.",
-    }
+    assert sent["messages"][0] == {"role": "system", "content": combined}
+    listed = client.beta.threads.runs.list(thread_id=thread.id).data[0]
+    assert listed.id == run.id and listed.instructions == combined
+    # The assistant itself is unchanged.
+    assert client.beta.assistants.retrieve(assistant.id).instructions == (
+        "You are a helpful assistant."
+    )
 
     schema: dict[str, object] = {
         "type": "object",
@@ -120,6 +126,7 @@ def test_response_format_and_additional_instructions(
         thread_id=thread.id, assistant_id=assistant.id, response_format=structured
     )
     assert run.status == "completed"
+    assert run.instructions == "You are a helpful assistant."  # no additions: the assistant's
     assert model.requests[-1]["response_format"] == {
         "type": "json_schema",
         "json_schema": {"name": "fact", "schema": schema, "strict": True},

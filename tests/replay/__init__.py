@@ -22,4 +22,12 @@ SCENARIOS: tuple[str, ...] = (
     "failed",
     "crash_recovered",
     "child_workflow",
+    "code_interpreter",
+    "file_search",
 )
+
+# The ingestion workflows' histories (`IngestFileWorkflow`, `FileBatchWorkflow`,
+# `VectorStoreExpiryWorkflow`), recorded by `tests.replay.record_ingestion` and replayed by
+# `tests/unit/test_replay_ingestion.py`.
+INGESTION_HISTORIES_DIR = Path(__file__).parent / "ingestion_histories"
+INGESTION_SCENARIOS: tuple[str, ...] = ("ingest_file", "ingest_unsupported", "file_batch", "expiry")

@@ -282,6 +282,49 @@ async def child_workflow(r: Recording) -> str:
     return handle.id
 
 
+def code_interpreter(r: Recording) -> str:
+    """Two code_interpreter rounds in the thread's sandbox session (claim + execute each)."""
+    client = r.stack.client()
+    assistant_id, thread_id = _start(client, [{"type": "code_interpreter"}])
+    r.model.enqueue(
+        Reply(tool_calls=[ToolCallSpec("python", json.dumps({"code": "x = 6 * 7"}))]),
+        Reply(tool_calls=[ToolCallSpec("python", json.dumps({"code": "print(x)"}))]),
+        Reply(text="42."),
+    )
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread_id, assistant_id=assistant_id, poll_interval_ms=POLL_MS
+    )
+    return _expect(run, "completed").id
+
+
+def file_search(r: Recording) -> str:
+    """A thread store made from a message attachment, the run waiting for its ingestion (timers),
+    one file_search round (the search activity) and a cited answer."""
+    client = r.stack.client()
+    file_id = client.files.create(
+        file=("penguins.txt", b"Emperor penguins breed in the Antarctic winter."),
+        purpose="assistants",
+    ).id
+    assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "file_search"}])
+    thread = client.beta.threads.create(
+        messages=[
+            {
+                "role": "user",
+                "content": "When do emperor penguins breed?",
+                "attachments": [{"file_id": file_id, "tools": [{"type": "file_search"}]}],
+            }
+        ]
+    )
+    r.model.enqueue(
+        Reply(tool_calls=[ToolCallSpec("file_search", json.dumps({"queries": ["breeding"]}))]),
+        Reply(text="In the Antarctic winter【0:0†source】."),
+    )
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=POLL_MS
+    )
+    return _expect(run, "completed").id
+
+
 Scenario = Callable[[Recording], Awaitable[str]]
 
 
@@ -307,6 +350,8 @@ RECORDERS: dict[str, Scenario] = {
     "failed": _threaded(failed),
     "crash_recovered": _threaded(crash_recovered),
     "child_workflow": child_workflow,
+    "code_interpreter": _threaded(code_interpreter),
+    "file_search": _threaded(file_search),
 }
 assert tuple(RECORDERS) == SCENARIOS, "tests.replay.SCENARIOS and RECORDERS disagree"
 

@@ -28,9 +28,20 @@ def _rewrite(node: Any) -> Any:
     return out
 
 
+def _seeds_win(components: dict[str, Any]) -> None:
+    """Where the seeds show the hosted service answering what the spec forbids, the seeds win.
+
+    The spec gives a run's `max_completion_tokens` a minimum of 256; the hosted service ran (and
+    so returned) a run with `max_completion_tokens=16` (the seeds' notebook, In [13]).
+    """
+    run = components["schemas"]["RunObject"]["properties"]
+    run["max_completion_tokens"]["minimum"] = 1
+
+
 @cache
 def _components() -> dict[str, Any]:
     spec = json.loads(SPEC.read_text())
+    _seeds_win(spec["components"])
     rewritten: dict[str, Any] = _rewrite(spec["components"])
     return rewritten
 

@@ -152,6 +152,12 @@ class Stack:
             self._kill(worker)
         self.workers.clear()
 
+    def stop_workers(self) -> None:
+        """SIGTERM the workers, as a deploy or a scale-down does, and wait until they exit."""
+        for worker in self.workers:
+            self._kill(worker, signal.SIGTERM)
+        self.workers.clear()
+
     def kill_api(self) -> None:
         self._kill(self.api)
         self.api = None

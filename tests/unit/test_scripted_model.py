@@ -142,6 +142,30 @@ def test_finish_reason_length(model: ScriptedModel, client: openai.OpenAI) -> No
     assert completion.choices[0].finish_reason == "length"
 
 
+def test_token_limit_cuts_the_answer(model: ScriptedModel, client: openai.OpenAI) -> None:
+    text = "A penguin is a flightless seabird."  # 9 chunks of 4 characters
+    model.enqueue(Reply(text=text), Reply(text=text), Reply(text=text))
+    stream = client.chat.completions.create(
+        model="m",
+        messages=USER,
+        stream=True,
+        max_completion_tokens=3,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    deltas = [c.choices[0].delta.content for c in chunks if c.choices]
+    assert "".join(d or "" for d in deltas) == "A penguin is"
+    assert chunks[-2].choices[0].finish_reason == "length"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+    completion = client.chat.completions.create(model="m", messages=USER, max_tokens=2)
+    assert completion.choices[0].message.content == "A pengui"
+    assert completion.choices[0].finish_reason == "length"
+    # A limit the answer fits in changes nothing.
+    whole = client.chat.completions.create(model="m", messages=USER, max_completion_tokens=9)
+    assert whole.choices[0].message.content == text
+    assert whole.choices[0].finish_reason == "stop"
+
+
 def test_error_replies(model: ScriptedModel, client: openai.OpenAI) -> None:
     model.enqueue(
         Reply(status=500, error_message="boom"),

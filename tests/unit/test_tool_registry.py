@@ -12,6 +12,7 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel
 
+from assistants.tool_outputs import submission_problem
 from assistants.tools import (
     ToolError,
     ToolRegistry,
@@ -20,7 +21,6 @@ from assistants.tools import (
     function_tool,
 )
 from assistants.tools.registry import ToolArgumentsError
-from workflows.shared import submission_problem
 
 
 class Address(BaseModel):

@@ -27,7 +27,7 @@ from assistants.api.webhook_schemas import WebhookEvent
 from assistants.devserver import free_port
 from assistants.errors import NotFound
 from assistants.store import Store
-from assistants.store.migrations import schema_version
+from assistants.store.migrations import LATEST, schema_version
 from assistants.testing.postgres import PostgresCluster
 from assistants.webhooks import sign, verify
 from workflows.shared import WEBHOOK_EVENTS, FinishInput, WebhookDelivery
@@ -181,7 +181,9 @@ async def test_migrations_bring_a_version_2_database_up_to_date(store: Store) ->
 
     await store.db.write(back_to_version_2)
     assert not await store.db.read(lambda conn: inspect(conn).has_table("webhooks"))
-    assert await store.migrate() == [3, 4]
+    # Later migrations find their tables already there (the fixture's database is current) and
+    # must leave them as they are.
+    assert await store.migrate() == list(range(3, LATEST + 1))
     assert await store.db.read(lambda conn: inspect(conn).has_table("webhooks"))
     columns = await store.db.read(
         lambda conn: {c["name"] for c in inspect(conn).get_columns("run_events")}

@@ -9,8 +9,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from assistants.api.context import services
+from assistants.api.file_refs import require_files, tool_resource_refs
+from assistants.api.file_search_resources import FileSearchResources
 from assistants.api.http import json_body, ok, page_params, project
-from assistants.api.schemas import (
+from assistants.requests import (
     AssistantCreate,
     AssistantModify,
     dump_optional,
@@ -38,7 +40,16 @@ def _fields(body: AssistantCreate | AssistantModify, *, partial: bool) -> dict[s
 async def create(request: Request) -> Response:
     body = parse(AssistantCreate, await json_body(request))
     fields = _fields(body, partial=False)
-    return ok(await services(request).store.assistants.create(project(request), fields))
+    refs = tool_resource_refs(body.tool_resources, "tool_resources")
+    await require_files(services(request).store.files, project(request), refs)
+    svc, pid = services(request), project(request)
+    search = FileSearchResources(
+        svc, pid, body.tool_resources, "tool_resources", helper_allowed=True
+    )
+    await search.check()
+    assistant = await svc.store.assistants.create(pid, fields, prepare=search.prepare)
+    await search.launch()
+    return ok(assistant)
 
 
 async def retrieve(request: Request) -> Response:
@@ -49,6 +60,15 @@ async def retrieve(request: Request) -> Response:
 async def modify(request: Request) -> Response:
     body = parse(AssistantModify, await json_body(request))
     fields = _fields(body, partial=True)
+    refs = tool_resource_refs(body.tool_resources, "tool_resources")
+    await require_files(services(request).store.files, project(request), refs)
+    await FileSearchResources(
+        services(request),
+        project(request),
+        body.tool_resources,
+        "tool_resources",
+        helper_allowed=False,
+    ).check()
     assistant_id = request.path_params["assistant_id"]
     return ok(
         await services(request).store.assistants.modify(project(request), assistant_id, fields)

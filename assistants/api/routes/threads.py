@@ -8,9 +8,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from assistants.api.attachment_stores import add_to_thread_store, search_attachments
 from assistants.api.context import services
-from assistants.api.http import json_body, ok, page_params, project
-from assistants.api.schemas import (
+from assistants.api.file_refs import (
+    message_refs,
+    messages_refs,
+    require_files,
+    tool_resource_refs,
+)
+from assistants.api.file_search_resources import FileSearchResources
+from assistants.api.http import json_body, limits, ok, page_params, project
+from assistants.requests import (
     MessageCreate,
     MessageModify,
     ThreadCreate,
@@ -21,13 +29,24 @@ from assistants.api.schemas import (
 
 
 async def create(request: Request) -> Response:
-    body = parse(ThreadCreate, await json_body(request))
-    thread = await services(request).store.threads.create(
-        project(request),
+    body = parse(ThreadCreate, await json_body(request), limits(request))
+    refs = tool_resource_refs(body.tool_resources, "tool_resources")
+    refs += messages_refs(body.messages, "messages")
+    await require_files(services(request).store.files, project(request), refs)
+    svc, pid = services(request), project(request)
+    search = FileSearchResources(
+        svc, pid, body.tool_resources, "tool_resources", helper_allowed=True, thread=True
+    )
+    await search.check()
+    thread = await svc.store.threads.create(
+        pid,
         body.metadata or {},
         dump_optional(body.tool_resources),
         [m.stored() for m in body.messages or []],
+        prepare=search.prepare,
     )
+    await search.launch()
+    await add_to_thread_store(svc, pid, thread["id"], search_attachments(body.messages or []))
     return ok(thread)
 
 
@@ -38,6 +57,15 @@ async def retrieve(request: Request) -> Response:
 
 async def modify(request: Request) -> Response:
     body = parse(ThreadModify, await json_body(request))
+    refs = tool_resource_refs(body.tool_resources, "tool_resources")
+    await require_files(services(request).store.files, project(request), refs)
+    await FileSearchResources(
+        services(request),
+        project(request),
+        body.tool_resources,
+        "tool_resources",
+        helper_allowed=False,
+    ).check()
     fields: dict[str, Any] = {}
     if "metadata" in body.model_fields_set:
         fields["metadata"] = body.metadata or {}
@@ -53,10 +81,18 @@ async def delete(request: Request) -> Response:
 
 
 async def create_message(request: Request) -> Response:
-    body = parse(MessageCreate, await json_body(request))
+    body = parse(MessageCreate, await json_body(request), limits(request))
     thread_id = request.path_params["thread_id"]
+    refs = message_refs(body)
+    if refs:
+        store = services(request).store
+        await store.threads.get(project(request), thread_id)  # an unknown thread 404s first
+        await require_files(store.files, project(request), refs)
     message = await services(request).store.threads.create_message(
         project(request), thread_id, body.stored()
+    )
+    await add_to_thread_store(
+        services(request), project(request), thread_id, search_attachments([body])
     )
     return ok(message)
 

@@ -10,8 +10,8 @@ from starlette.routing import Route
 
 from assistants.api.context import services
 from assistants.api.http import json_body, ok, project
-from assistants.api.schemas import parse
 from assistants.api.webhook_schemas import WebhookCreate
+from assistants.requests import parse
 
 
 async def create(request: Request) -> Response:

@@ -1,16 +1,23 @@
 """Request bodies, validated with pydantic and reported the way OpenAI reports bad input.
 
-Models forbid unknown fields (OpenAI: "Unrecognized request argument supplied"), take JSON types
-as they are (strict: `"yes"` is not a boolean, `"1"` is not a number), enforce the spec's limits
-(metadata 16 pairs / 64-char keys / 512-char values, 128 assistant tools, 20 run tools, …), and
-`to_api_error` turns pydantic's error into a 400 naming the offending parameter.
+Models forbid unknown fields (OpenAI: "Unknown parameter: 'foo'.", code `unknown_parameter`),
+take JSON types as they are (strict: `"yes"` is not a boolean, `"1"` is not a number), enforce the
+spec's limits (metadata 16 pairs / 64-char keys / 512-char values, 128 assistant tools, 20 run
+tools, message text 256,000 characters (configurable: `Limits`), …), and `to_api_error` turns
+pydantic's error into a 400 naming the offending parameter.
+
+The models live outside `assistants.api` because the HTTP routes are not their only user: runs
+started through Temporal are validated by the same models in their recording activity
+(`activities.runs`), and `assistants.run_config` derives a run's fields from them.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -19,14 +26,30 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from assistants.errors import InvalidRequest
 
 TOOL_TYPES = ("code_interpreter", "file_search", "function")
 FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits that come from the settings, handed to validation as its context (`parse`)."""
+
+    max_message_chars: int = 256_000  # OpenAI's limit on one message's text
+
+
+def _limits(info: ValidationInfo) -> Limits:
+    context = info.context if isinstance(info.context, dict) else {}
+    found = context.get("limits")
+    return found if isinstance(found, Limits) else Limits()
 
 
 def _check_metadata(value: dict[str, str]) -> dict[str, str]:
@@ -166,9 +189,54 @@ class CodeInterpreterResources(Strict):
     file_ids: list[str] = Field(default_factory=list, max_length=20)
 
 
+class AutoChunking(Strict):
+    type: Literal["auto"]
+
+
+class StaticChunkingSizes(Strict):
+    max_chunk_size_tokens: Annotated[int, Field(ge=100, le=4096)]
+    chunk_overlap_tokens: Annotated[int, Field(ge=0)]
+
+    @field_validator("chunk_overlap_tokens")
+    @classmethod
+    def _at_most_half(cls, overlap: int, info: ValidationInfo) -> int:
+        size = info.data.get("max_chunk_size_tokens")
+        if isinstance(size, int) and overlap * 2 > size:
+            raise ValueError(
+                f"must not exceed half of 'max_chunk_size_tokens' ({size // 2}), but got "
+                f"{overlap} instead."
+            )
+        return overlap
+
+
+class StaticChunking(Strict):
+    type: Literal["static"]
+    static: StaticChunkingSizes
+
+
+ChunkingStrategy = Annotated[AutoChunking | StaticChunking, Field(discriminator="type")]
+
+
+class VectorStoreHelper(Strict):
+    """`tool_resources.file_search.vector_stores[]`: a vector store to create from files. Only
+    its shape is checked here. 10,000 files: the docs' limit for a store of the Assistants era
+    (the spec's later limit is 100,000,000; a request body could not list that many)."""
+
+    file_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    chunking_strategy: ChunkingStrategy | None = None
+    metadata: Metadata | None = None
+
+
 class FileSearchResources(Strict):
     vector_store_ids: list[str] = Field(default_factory=list, max_length=1)
-    vector_stores: list[dict[str, Any]] | None = Field(default=None, max_length=1)
+    vector_stores: list[VectorStoreHelper] | None = Field(default=None, max_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FileSearchResources:
+        # The spec's `oneOf`: a store to use, or one to create, not both.
+        if "vector_store_ids" in self.model_fields_set and self.vector_stores is not None:
+            raise ValueError("give either 'vector_store_ids' or 'vector_stores', not both.")
+        return self
 
 
 class ToolResources(Strict):
@@ -181,8 +249,31 @@ class TextPart(Strict):
     text: str
 
 
+_DATA_IMAGE_URL = re.compile(r"data:image/(?:png|jpeg|jpg|gif|webp);base64,[A-Za-z0-9+/]+={0,2}")
+
+
+def _image_url(url: str) -> str:
+    """The spec's `format: uri` ("the external URL of the image"): an absolute http(s) URL with
+    a host, or a base64 `data:` URL of one of the image types the spec names, which every
+    vision backend takes as well."""
+    if _DATA_IMAGE_URL.fullmatch(url):
+        return url
+    try:
+        parts = urlsplit(url)
+        web = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        web = False
+    if web and url.isprintable() and " " not in url:
+        return url
+    shown = url if len(url) <= 100 else f"{url[:100]}…"
+    raise ValueError(
+        "expected an http or https URL, or a base64 data URL of a png, jpeg, gif or webp "
+        f"image, but got '{shown}' instead."
+    )
+
+
 class ImageURL(Strict):
-    url: str
+    url: Annotated[str, AfterValidator(_image_url)]
     detail: Literal["auto", "low", "high"] | None = None
 
 
@@ -219,6 +310,29 @@ class MessageCreate(Strict):
     attachments: list[Attachment] | None = None
     metadata: Metadata | None = None
 
+    @field_validator("content")
+    @classmethod
+    def _text_fits(cls, content: str | list[Any], info: ValidationInfo) -> str | list[Any]:
+        limit = _limits(info).max_message_chars
+        if isinstance(content, str):
+            if len(content) > limit:
+                # pydantic's own error type: reported as OpenAI reports a long string.
+                raise PydanticCustomError(
+                    "string_too_long",
+                    "String should have at most {max_length} characters",
+                    {"max_length": limit},
+                )
+            return content
+        total = sum(len(part.text) for part in content if isinstance(part, TextPart))
+        if total > limit:
+            raise PydanticCustomError(
+                "string_above_max_length",
+                "message text too long. Expected at most {limit} characters of text, but got "
+                "{total} instead.",
+                {"limit": limit, "total": total},
+            )
+        return content
+
     def stored(self) -> dict[str, Any]:
         """The message as the store keeps it: content as API content blocks."""
         if isinstance(self.content, str):
@@ -254,7 +368,7 @@ class AssistantCreate(Strict):
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     response_format: ResponseFormat | None = None
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    reasoning_effort: ReasoningEffort | None = None
 
 
 class AssistantModify(Strict):
@@ -268,7 +382,7 @@ class AssistantModify(Strict):
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     response_format: ResponseFormat | None = None
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    reasoning_effort: ReasoningEffort | None = None
 
 
 # --- threads and messages ------------------------------------------------------------------------
@@ -313,7 +427,12 @@ class ToolChoiceObject(Strict):
 
 
 ToolChoice = Literal["none", "auto", "required"] | ToolChoiceObject
-TokenLimit = Annotated[int, Field(ge=256, le=2_147_483_647)]  # stored as a 32-bit integer
+# Stored as 32-bit integers. The spec gives both limits a minimum of 256; the hosted service
+# enforced it for prompt tokens only: the seeds' notebook streams a run with
+# `max_completion_tokens=16` and gets an `incomplete` run, so completion tokens take any positive
+# integer (the seeds win over the spec).
+PromptTokenLimit = Annotated[int, Field(ge=256, le=2_147_483_647)]
+CompletionTokenLimit = Annotated[int, Field(ge=1, le=2_147_483_647)]
 
 
 class _RunOptions(Strict):
@@ -325,13 +444,13 @@ class _RunOptions(Strict):
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     stream: bool | None = None
-    max_prompt_tokens: TokenLimit | None = None
-    max_completion_tokens: TokenLimit | None = None
+    max_prompt_tokens: PromptTokenLimit | None = None
+    max_completion_tokens: CompletionTokenLimit | None = None
     truncation_strategy: TruncationStrategy | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    reasoning_effort: ReasoningEffort | None = None
 
 
 class RunCreate(_RunOptions):
@@ -367,7 +486,34 @@ def _path(loc: tuple[int | str, ...], body: Any, *, missing: bool) -> list[int |
     pydantic's locations also name the union member it tried (`constrained-str`,
     `list[tagged-union[...]]`, a tag such as `function`, …). Only the steps that exist in the body
     are the parameter (plus, for a missing parameter, its name at the end); the rest are labels.
+    A tag can also be a key of the body (`{"type": "function", "function": {…}, "foo": 1}`):
+    the reading that reaches the location's last step wins (`tools[0].foo`, not
+    `tools[0].function`); failing that, every step found in the body is taken.
     """
+    found = _full_path(loc, 0, body, [], missing=missing)
+    return found if found is not None else _greedy_path(loc, body, missing=missing)
+
+
+def _full_path(
+    loc: tuple[int | str, ...], index: int, node: Any, path: list[int | str], *, missing: bool
+) -> list[int | str] | None:
+    if index == len(loc):
+        return path
+    part = loc[index]
+    last = index == len(loc) - 1
+    if isinstance(part, int):
+        inner = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+        return _full_path(loc, index + 1, inner, [*path, part], missing=missing)
+    if isinstance(node, dict) and part in node:
+        found = _full_path(loc, index + 1, node[part], [*path, part], missing=missing)
+        if found is not None:
+            return found
+    if last:
+        return [*path, part] if missing else None
+    return _full_path(loc, index + 1, node, path, missing=missing)  # a label
+
+
+def _greedy_path(loc: tuple[int | str, ...], body: Any, *, missing: bool) -> list[int | str]:
     path: list[int | str] = []
     node = body
     for index, part in enumerate(loc):
@@ -457,7 +603,11 @@ def to_api_error(error: ValidationError, body: Any) -> InvalidRequest:
     if kind == "missing":
         return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
     if kind == "extra_forbidden":
-        return InvalidRequest(f"Unrecognized request argument supplied: {param}", param=param)
+        return InvalidRequest(
+            f"Unknown parameter: '{param}'.", param=param, code="unknown_parameter"
+        )
+    if kind == "string_above_max_length":  # raised by our validators, already worded
+        return InvalidRequest(f"Invalid '{param}': {first['msg']}", param=param, code=kind)
     if kind in _TYPE_NAMES:
         got = _JSON_TYPE_NAMES.get(type(value).__name__, type(value).__name__)
         return InvalidRequest(
@@ -530,11 +680,13 @@ def to_api_error(error: ValidationError, body: Any) -> InvalidRequest:
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse(model: type[M], body: Any) -> M:
+def parse(model: type[M], body: Any, limits: Limits | None = None) -> M:
+    """`body` as `model`, or the 400 OpenAI would answer. `limits` are the configured ones
+    (`assistants.api.http.limits`); without them, OpenAI's."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     try:
-        return model.model_validate(body)
+        return model.model_validate(body, context={"limits": limits or Limits()})
     except ValidationError as error:
         raise to_api_error(error, body) from None
 
