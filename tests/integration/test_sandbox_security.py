@@ -208,13 +208,18 @@ async def test_other_processes_are_invisible(session: LocalSandboxSession) -> No
 async def test_no_secret_from_the_worker_environment(
     session: LocalSandboxSession, canary_env: str
 ) -> None:
+    # The secret's own random token, not the word "canary" (matplotlib's colour table has
+    # "canary yellow", and the sandbox's Python may live under /tmp on a CI machine).
+    token = canary_env.encode()
     code = (
         "import os\n"
-        "hits = [k for k, v in os.environ.items() if 'CANARY' in (k + v).upper()]\n"
+        # Spelled backwards, so the code itself (in a kernel's history, say) is no hit.
+        f"token = {token[::-1]!r}[::-1]\n"
+        "hits = [k for k, v in os.environ.items() if token.decode() in k + v]\n"
         "for pid in [p for p in os.listdir('/proc') if p.isdigit()] + ['self']:\n"
         "    for name in ('environ', 'cmdline'):\n"
         "        try:\n"
-        "            if b'canary' in open(f'/proc/{pid}/{name}', 'rb').read().lower():\n"
+        "            if token in open(f'/proc/{pid}/{name}', 'rb').read():\n"
         "                hits.append(f'/proc/{pid}/{name}')\n"
         "        except OSError:\n"
         "            pass\n"
@@ -222,7 +227,7 @@ async def test_no_secret_from_the_worker_environment(
         "    for folder, _, files in os.walk(top):\n"
         "        for f in files:\n"
         "            try:\n"
-        "                if b'canary' in open(os.path.join(folder, f), 'rb').read().lower():\n"
+        "                if token in open(os.path.join(folder, f), 'rb').read():\n"
         "                    hits.append(os.path.join(folder, f))\n"
         "            except OSError:\n"
         "                pass\n"
