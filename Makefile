@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 NODE_TESTS := tests/node
 SANDBOX_VENV ?= .venv-sandbox
 
-.PHONY: dev test check lint typecheck format install node-install sandbox bench clean
+.PHONY: dev test check lint typecheck format install node-install sandbox bench clean lock
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,16 @@ format: install
 bench: install
 	$(BIN)/python -m bench.run_latency
 	$(BIN)/python -m bench.run_streaming
+
+# The container images' hashed lock files (deploy/docker/*.lock; see deploy/README.md): rerun
+# after changing pyproject.toml's dependencies or the sandbox's list (tests/unit/test_deploy.py
+# fails while they disagree). Needs the package index.
+LOCK := $(BIN)/uv pip compile --generate-hashes --universal --python-version 3.11 --quiet \
+	--custom-compile-command 'make lock'
+
+lock: install
+	$(LOCK) -o deploy/docker/requirements.lock pyproject.toml deploy/docker/build-requirements.in
+	$(LOCK) -o deploy/docker/requirements-sandbox.lock assistants/sandbox/requirements.txt
 
 clean:
 	rm -rf $(VENV) $(SANDBOX_VENV) .data $(NODE_TESTS)/node_modules

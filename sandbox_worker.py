@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from activities.code_interpreter import CodeInterpreterActivities, host_queue_name
 from assistants.config import Settings
 from assistants.files import BlobStorage, blob_storage_from_settings, close_blob_storage
+from assistants.health import Readiness, health_server
 from assistants.sandbox import make_sandbox_backend
 from assistants.store import Store
 
@@ -28,7 +29,12 @@ log = structlog.get_logger(__name__)
 
 @contextlib.asynccontextmanager
 async def sandbox_host(
-    client: Client, settings: Settings, store: Store, blobs: BlobStorage
+    client: Client,
+    settings: Settings,
+    store: Store,
+    blobs: BlobStorage,
+    *,
+    readiness: Readiness | None = None,
 ) -> AsyncIterator[CodeInterpreterActivities]:
     backend = make_sandbox_backend(settings)
     shared_queue = settings.resolved_sandbox_task_queue
@@ -58,6 +64,8 @@ async def sandbox_host(
     )
     try:
         async with shared, own:
+            if readiness is not None:
+                readiness.watch(shared, own)
             log.info("sandbox host ready", task_queue=shared_queue, host=activities.host_queue)
             yield activities
     finally:
@@ -71,13 +79,18 @@ async def run_sandbox_worker(settings: Settings) -> None:
     from assistants.temporal import connect
     from worker import _stop_requested
 
-    store = Store.from_url(settings.resolved_database_url)
-    client = await connect(settings)
-    blobs = blob_storage_from_settings(settings)
-    try:
-        async with sandbox_host(client, settings, store, blobs):
-            log.info("worker ready", task_queue=settings.resolved_sandbox_task_queue)
-            await _stop_requested()
-    finally:
-        await close_blob_storage(blobs)
-        await store.close()
+    readiness = Readiness(worker=True)
+    host, port = settings.resolved_worker_health_host, settings.worker_health_port
+    async with health_server(host, port, readiness):
+        store = Store.from_url(settings.resolved_database_url)
+        client = await connect(settings)
+        readiness.attach(store, client)
+        blobs = blob_storage_from_settings(settings)
+        try:
+            async with sandbox_host(client, settings, store, blobs, readiness=readiness):
+                log.info("worker ready", task_queue=settings.resolved_sandbox_task_queue)
+                await _stop_requested()
+                readiness.stopping()
+        finally:
+            await close_blob_storage(blobs)
+            await store.close()

@@ -12,7 +12,8 @@ from datetime import timedelta
 
 import structlog
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.code_interpreter import CodeRecordActivities
 from activities.file_search import FileSearchActivities
@@ -25,6 +26,7 @@ from assistants.backends import ChatBackend
 from assistants.backends.factory import backend_from_settings
 from assistants.config import Settings
 from assistants.files import BlobStorage, blob_storage_from_settings, close_blob_storage
+from assistants.health import Readiness, health_server
 from assistants.metrics import Metrics, prometheus_runtime
 from assistants.retrieval import embedder_from_settings
 from assistants.store import Store
@@ -115,27 +117,44 @@ def build_worker(
         # are retried on another worker).
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s),
         max_concurrent_activities=200,
+        # Workflow code is deterministic by review and by the replay suite, which replays every
+        # recorded history in the sandbox; the sandbox's per-run re-import is not paid here.
+        workflow_runner=(
+            SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
+        ),
     )
 
 
 async def run_worker(settings: Settings) -> None:
+    # The health server runs from the first moment to the last: alive (and not ready) while
+    # connecting, not ready from SIGTERM on, while running activities drain.
+    readiness = Readiness(worker=True)
+    host, port = settings.resolved_worker_health_host, settings.worker_health_port
+    async with health_server(host, port, readiness):
+        await _serve(settings, readiness)
+
+
+async def _serve(settings: Settings, readiness: Readiness) -> None:
     store = Store.from_url(settings.resolved_database_url)
     await store.migrate()
     tools = ToolRegistry.from_modules(settings.tool_module_list)
     runtime = prometheus_runtime(settings.api_host, settings.worker_metrics_port)
     client = await connect(settings, runtime=runtime)
+    readiness.attach(store, client)
     blobs = blob_storage_from_settings(settings)
     worker = build_worker(
         client, settings, store, backend_from_settings(settings), tools, blobs=blobs
     )
     try:
-        async with worker, sandbox_host_if_enabled(client, settings, store, blobs):
+        async with worker, sandbox_host_if_enabled(client, settings, store, blobs, readiness):
+            readiness.watch(worker)
             log.info(
                 "worker ready",
                 task_queue=settings.task_queue,
                 tools=[tool.name for tool in tools],
             )
             await _stop_requested()
+            readiness.stopping()
             log.info("worker stopping", grace_s=settings.worker_shutdown_grace_s)
     finally:
         await close_blob_storage(blobs)
@@ -143,7 +162,11 @@ async def run_worker(settings: Settings) -> None:
 
 
 def sandbox_host_if_enabled(
-    client: Client, settings: Settings, store: Store, blobs: BlobStorage
+    client: Client,
+    settings: Settings,
+    store: Store,
+    blobs: BlobStorage,
+    readiness: Readiness | None = None,
 ) -> contextlib.AbstractAsyncContextManager[object]:
     """This process is also a code_interpreter sandbox host unless ASSISTANTS_SANDBOX_WORKER
     is false (sandbox_worker.py)."""
@@ -151,7 +174,7 @@ def sandbox_host_if_enabled(
         return contextlib.nullcontext()
     from sandbox_worker import sandbox_host
 
-    return sandbox_host(client, settings, store, blobs)
+    return sandbox_host(client, settings, store, blobs, readiness=readiness)
 
 
 async def _stop_requested() -> None:

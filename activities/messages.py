@@ -19,6 +19,7 @@ from typing import Any
 
 from assistants.file_search.citations import Citer, flushable
 from assistants.store import Store
+from assistants.store.runs import RunEnd
 from workflows.shared import Usage
 
 
@@ -107,9 +108,11 @@ class MessageWriter:
         truncated: bool,
         images: list[str] | None = None,
         annotations: list[dict[str, Any]] | None = None,
+        end: RunEnd | None = None,
     ) -> None:
         """`images`: file ids shown as `image_file` blocks after the text; `annotations`: the
-        text's `file_path` annotations (both from code_interpreter)."""
+        text's `file_path` annotations (both from code_interpreter); `end`: the run ends with
+        this message, in the same commit."""
         await self._begin()
         await self.flush(final=True)
         citations = self._citer.annotations(self.text) if self._citer is not None else []
@@ -124,4 +127,5 @@ class MessageWriter:
             images=images or [],
             annotations=annotations,
             streamed_annotations=len(citations),
+            end=end,
         )

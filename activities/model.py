@@ -28,6 +28,7 @@ from assistants.prompting import build_prompt, estimate_tokens, prompt_window
 from assistants.store import Store
 from assistants.store.code_interpreter import CodeInterpreterStore
 from assistants.store.file_search import FileSearchStore
+from assistants.store.runs import RunEnd
 from assistants.tools import ToolRegistry
 from workflows.shared import (
     FILES_PENDING,
@@ -59,6 +60,25 @@ def _tool_choice(value: Any) -> Any:
     if value.get("type") == search_tool.KIND:
         return search_tool.tool_choice()
     return None  # file_search / code_interpreter are not function tools
+
+
+# How a round's finish ends the run; the workflow maps `GenerateResult.finish` the same way.
+_END_STATUS = {"stop": "completed", "length": "incomplete", "prompt_limit": "incomplete"}
+_INCOMPLETE_REASON = {"length": "max_completion_tokens", "prompt_limit": "max_prompt_tokens"}
+
+
+def _answered(call: GenerateInput, run: Any) -> GenerateResult:
+    """The result an earlier attempt of `call` returned, from the run it ended."""
+    reason = (run.incomplete_details or {}).get("reason")
+    finish = "stop"
+    if run.status == "incomplete":
+        finish = "prompt_limit" if reason == "max_prompt_tokens" else "length"
+    total = run.usage or {}
+    usage = Usage(
+        max(0, int(total.get("prompt_tokens", 0)) - call.prompt_tokens_used),
+        max(0, int(total.get("completion_tokens", 0)) - call.completion_tokens_used),
+    )
+    return GenerateResult(finish=finish, usage=usage)
 
 
 class ModelActivities:
@@ -116,11 +136,16 @@ class ModelActivities:
 
     @activity.defn(name="generate")
     async def generate(self, call: GenerateInput) -> GenerateResult:
-        if await self._store.runs.mark_in_progress(call.run_id, call.step_id) != "in_progress":
+        start = await self._store.runs.start_round(call.run_id, call.step_id, call.message_id)
+        run = start.run
+        if start.status != "in_progress":
+            if start.answered:
+                # An earlier attempt stored the answer and ended the run, then its worker died
+                # before Temporal heard of it: report what it did.
+                return _answered(call, run)
             raise ApplicationError(
                 "the run is no longer in progress", type=RUN_NOT_ACTIVE, non_retryable=True
             )
-        run = await self._store.runs.load(call.run_id)
         bound = log.bind(
             run_id=run.id,
             thread_id=run.thread_id,
@@ -128,7 +153,7 @@ class ModelActivities:
             project_id=run.project_id,
             request_id=call.request_id,
         )
-        history = await self._store.runs.context_messages(run.thread_id, run.id)
+        history = start.history
         own_turns: list[dict[str, Any]] = []
         if call.round_index > 0:
             # A later round: this run's own messages and tool calls so far (the first round
@@ -301,12 +326,29 @@ class ModelActivities:
             code_store = CodeInterpreterStore(self._store.db)
             images = await code_store.pending_images(call.run_id)
             annotations = await code_store.annotations(call.run_id, writer.text)
-        await writer.complete(usage, truncated=truncated, images=images, annotations=annotations)
+        finish = "length" if truncated else "stop"
         if run.max_prompt_tokens is not None and (
             call.prompt_tokens_used + usage.prompt_tokens > run.max_prompt_tokens
         ):
-            return GenerateResult(finish="prompt_limit", usage=usage)
-        return GenerateResult(finish="length" if truncated else "stop", usage=usage)
+            finish = "prompt_limit"
+        # This answer ends the run: it ends in the answer's commit (the workflow's own
+        # `finish_run` then finds it ended, and only notifies).
+        total = Usage(
+            call.prompt_tokens_used + usage.prompt_tokens,
+            call.completion_tokens_used + usage.completion_tokens,
+        )
+        await writer.complete(
+            usage,
+            truncated=truncated,
+            images=images,
+            annotations=annotations,
+            end=RunEnd(
+                _END_STATUS[finish],
+                usage=total.as_object() if total.total_tokens else None,
+                incomplete_reason=_INCOMPLETE_REASON.get(finish),
+            ),
+        )
+        return GenerateResult(finish=finish, usage=usage)
 
     async def _check_stores(self, run: Any, store_ids: list[str]) -> None:
         """A run uses its stores (their `last_active_at` moves); an expired or missing one ends

@@ -126,13 +126,13 @@ class RunStateActivities:
             assistant_id=run["assistant_id"],
             status=run["status"],
         )
-        self._metrics.run_finished(finish.status)
+        self._metrics.run_finished(run["status"])
         texts = []
         if finish.return_messages:
             texts = await self._store.runs.message_texts(finish.run_id)
         # Read here rather than in an activity of its own: one local activity less per run.
-        hooks = await self._store.webhooks.targets(finish.project_id, f"thread.run.{finish.status}")
-        return FinishResult(messages=texts, webhooks=hooks)
+        hooks = await self._store.webhooks.targets(finish.project_id, f"thread.run.{run['status']}")
+        return FinishResult(messages=texts, webhooks=hooks, status=run["status"])
 
     @activity.defn(name="require_action")
     async def require_action(self, action: RequireActionInput) -> RequireActionResult:

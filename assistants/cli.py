@@ -1,12 +1,13 @@
-"""`durable-assistants`: dev, api, worker, sandbox-worker, tools, codec-server, codec-key, migrate,
-keys.
+"""`durable-assistants`: dev, api, worker, sandbox-worker, tools, codec-server, codec-key, init,
+migrate, keys.
 
 `dev` runs everything in one process for a laptop: an embedded Temporal dev server (persisted under
 the data dir), the worker and the HTTP API (and the codec server when payloads are encrypted).
 `api` and `worker` run the parts separately against an external Temporal and database, for
-production; `sandbox-worker` runs only a code_interpreter sandbox host. `tools` lists the
-function tools a worker would register; `codec-server` lets the Temporal UI and CLI decrypt
-payloads; `codec-key` prints a new encryption key.
+production (`init` sets up their database and Temporal namespace once per deploy); `sandbox-worker`
+runs only a code_interpreter sandbox host. `tools` lists the function tools a worker would
+register; `codec-server` lets the Temporal UI and CLI decrypt payloads; `codec-key` prints a new
+encryption key.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
+import os
 import secrets
 import signal
 import sys
@@ -146,6 +149,19 @@ async def _migrate(settings: Settings) -> None:
         await store.close()
 
 
+async def _init(settings: Settings, wait_s: float) -> None:
+    from assistants.cluster_init import initialize
+
+    result = await initialize(settings, wait_s=wait_s)
+    print(f"schema is current (applied: {result.migrations or 'nothing'})")
+    namespace = settings.temporal_namespace
+    if result.search_attributes is None:
+        print("search attributes: not managed (ASSISTANTS_SEARCH_ATTRIBUTES=false)")
+    else:
+        added = ", ".join(result.search_attributes) or "nothing, all present"
+        print(f"search attributes of namespace '{namespace}' are registered (added: {added})")
+
+
 async def _create_key(settings: Settings, project: str) -> None:
     store = Store.from_url(settings.resolved_database_url)
     try:
@@ -192,6 +208,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     listing = commands.add_parser("tools", help="list the function tools the worker registers")
     listing.add_argument("--tools", help=tools_help)
+    init = commands.add_parser(
+        "init",
+        help="one-shot cluster set-up: apply migrations, register the Temporal search attributes",
+    )
+    init.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="keep retrying an unreachable database or Temporal this long (default 60)",
+    )
     commands.add_parser("migrate", help="apply database schema migrations")
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -238,6 +265,22 @@ def _run(args: argparse.Namespace, settings: Settings, parser: argparse.Argument
             asyncio.run(run_sandbox_worker(settings))
         elif args.command == "tools":
             _list_tools(settings)
+        elif args.command == "init":
+            from assistants.cluster_init import InitError
+
+            code = 0
+            try:
+                asyncio.run(_init(settings, args.wait))
+            except InitError as error:
+                print(f"durable-assistants init: {error}", file=sys.stderr)
+                code = 1
+            # The Temporal client's core threads can abort the interpreter's finalization
+            # (SIGABRT, temporalio/sdk-python#300): a one-shot command whose work is done (and
+            # whose output is flushed) skips it, so its exit code is the one it chose.
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         elif args.command == "migrate":
             asyncio.run(_migrate(settings))
         elif args.command == "keys":

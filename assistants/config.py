@@ -343,6 +343,12 @@ class Settings(BaseSettings):
         description="On SIGTERM the worker stops polling and gives running activities this long "
         "to finish; what is still running then is cancelled and retried on another worker.",
     )
+    workflow_sandbox: bool = Field(
+        default=False,
+        description="Run workflow code in Temporal's sandbox (re-imports the workflow module and "
+        "proxies the standard library for every run: about a fifth of a run's CPU). Off by "
+        "default; the replay suite and a sandboxed integration test guard determinism instead.",
+    )
     payload_encryption_keys: str = Field(
         default="",
         description="AES-GCM keys for Temporal payloads, `key_id:base64key[,key_id:base64key…]`. "
@@ -365,6 +371,18 @@ class Settings(BaseSettings):
     )
     worker_metrics_port: int | None = Field(
         default=None, description="The same for `durable-assistants worker`."
+    )
+    worker_health_host: str | None = Field(
+        default=None,
+        description="Listen address of the worker's health server (`worker`, `sandbox-worker`). "
+        "Unset: `api_host`. Probes from outside (a kubelet) need `0.0.0.0`.",
+    )
+    worker_health_port: int = Field(
+        default=8090,
+        ge=0,
+        le=65535,
+        description="The worker's `/healthz` (alive) and `/readyz` (store, schema, Temporal "
+        "and its Temporal workers polling; 503 from SIGTERM on) port. 0: no health server.",
     )
 
     # --- logging -----------------------------------------------------------------------------
@@ -399,6 +417,10 @@ class Settings(BaseSettings):
     @property
     def tool_module_list(self) -> list[str]:
         return [name.strip() for name in self.tool_modules.split(",") if name.strip()]
+
+    @property
+    def resolved_worker_health_host(self) -> str:
+        return self.worker_health_host or self.api_host
 
     @property
     def api_base_url(self) -> str:

@@ -68,8 +68,11 @@ class TemporalDevServer:
         log_file: Path | None = None,
         namespace: str = "default",
         ui_codec_endpoint: str | None = None,
+        search_attributes: bool = True,
     ) -> None:
         self.ui_codec_endpoint = ui_codec_endpoint
+        # False: a bare namespace, as a fresh cluster's is (what `durable-assistants init` sets up).
+        self.search_attributes = search_attributes
         self.port = port or free_port()
         self.ui_port = ui_port
         self.db_file = db_file
@@ -84,6 +87,11 @@ class TemporalDevServer:
     @property
     def ui_url(self) -> str | None:
         return f"http://127.0.0.1:{self.ui_port}" if self.ui_port else None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (benchmarks read its CPU time)."""
+        return self._process.pid if self._process is not None else None
 
     def command(self) -> list[str]:
         cmd = [
@@ -115,7 +123,7 @@ class TemporalDevServer:
             # WAL with synchronous=NORMAL: commits survive a killed process (what `dev` and the
             # crash tests need) without an fsync per history event, which dominated latency.
             cmd += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
-        for name, kind in SEARCH_ATTRIBUTES.items():
+        for name, kind in SEARCH_ATTRIBUTES.items() if self.search_attributes else ():
             cmd += ["--search-attribute", f"{name}={kind}"]
         return cmd
 

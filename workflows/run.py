@@ -215,6 +215,11 @@ class RunWorkflow:
             retry_policy=STATE_RETRY,
             summary=f"finish run: {outcome.status}",
         )
+        if finished.status and finished.status != outcome.status:
+            # The model's answer ended the run in the store just before the timer or the cancel
+            # won here: the store's status stands.
+            outcome = _Outcome(finished.status)
+            self._set_status(outcome.status)
         self._notify(run, f"thread.run.{outcome.status}", finished.webhooks)
         # Webhook deliveries and an update handler that raced the end finish first.
         await asyncio.gather(*self._deliveries)

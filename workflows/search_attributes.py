@@ -5,9 +5,10 @@ Ingestion workflows carry `VectorStoreId`, `FileId` and `ProjectId`.
 The API sets them when it starts a run's workflow (a service-started run sets them itself once it
 is recorded), and `RunWorkflow` keeps `RunStatus` current as the run moves.
 A namespace must have them registered before workflows upsert them (an upsert of an unknown
-attribute fails the workflow task): `dev` registers them; on a cluster run, once,
-`temporal operator search-attribute create --name RunStatus --type Keyword` (and so on), or set
-`ASSISTANTS_SEARCH_ATTRIBUTES=false`. Ids and statuses only: never message text.
+attribute fails the workflow task): `dev` registers them; on a cluster `durable-assistants init`
+does (assistants/cluster_init.py), or `temporal operator search-attribute create --name RunStatus
+--type Keyword` (and so on); or set `ASSISTANTS_SEARCH_ATTRIBUTES=false`. Ids and statuses only:
+never message text.
 """
 
 from __future__ import annotations

@@ -231,6 +231,10 @@ class FinishResult:
     messages: list[str] = field(default_factory=list)
     # The project's webhooks subscribed to the terminal event, to notify next.
     webhooks: list[str] = field(default_factory=list)
+    # The run's terminal status in the store. The model activity ends a run with its answer,
+    # so when the answer raced the expiry timer or a cancel, the store's status is the truth.
+    # (Empty in histories recorded before this field existed.)
+    status: str = ""
 
 
 @dataclass(frozen=True)

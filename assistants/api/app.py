@@ -33,6 +33,7 @@ from assistants.config import Settings
 from assistants.errors import APIError, InvalidRequest, MethodNotAllowed, NotFound
 from assistants.files import blob_storage_from_settings
 from assistants.files.expiry import purge_forever
+from assistants.health import Readiness
 from assistants.ingestion_launcher import IngestionLauncher
 from assistants.launcher import RunLauncher
 from assistants.metrics import Metrics, prometheus_runtime
@@ -160,6 +161,15 @@ async def _health(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def _ready(request: Request) -> Response:
+    """`/readyz` (no auth, outside /v1): store, schema and Temporal answer (assistants/health)."""
+    readiness: Readiness = request.app.state.readiness
+    ready, body = await readiness.report()
+    return JSONResponse(
+        body, status_code=200 if ready else 503, headers={"Cache-Control": "no-store"}
+    )
+
+
 def create_app(services: Services, *, sweep: bool = True) -> Starlette:
     """The application around ready-made services (the caller owns their lifetime)."""
 
@@ -183,7 +193,7 @@ def create_app(services: Services, *, sweep: bool = True) -> Starlette:
     v1 = runs.routes + assistants.routes + threads.routes + webhooks.routes + files.routes
     v1 += vector_stores.routes + vector_store_search.routes
     app = Starlette(
-        routes=[Route("/healthz", _health), Mount("/v1", routes=v1)],
+        routes=[Route("/healthz", _health), Route("/readyz", _ready), Mount("/v1", routes=v1)],
         exception_handlers={
             APIError: _api_error,
             HTTPException: _http_error,
@@ -192,6 +202,7 @@ def create_app(services: Services, *, sweep: bool = True) -> Starlette:
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.readiness = Readiness(services.store, services.launcher.client)
     app.add_middleware(AuthMiddleware, authenticator=Authenticator(services.store.projects))
     app.add_middleware(RequestIdMiddleware)  # outermost: errors from auth carry the id too
     return app

@@ -9,6 +9,7 @@ writer can never resurrect a finished run.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row, delete, func, select, update
@@ -274,14 +275,7 @@ class RunStore:
     async def context_messages(self, thread_id: str, run_id: str) -> list[Any]:
         """The thread's messages in order, for the model prompt — except those this run wrote
         (they come back, interleaved with its tool rounds, from `ToolCallStore.run_turns`)."""
-        query = (
-            select(messages.c.id, messages.c.role, messages.c.content, messages.c.status)
-            .where(
-                messages.c.thread_id == thread_id,
-                (messages.c.run_id.is_(None)) | (messages.c.run_id != run_id),
-            )
-            .order_by(messages.c.seq)
-        )
+        query = _context_query(thread_id, run_id)
         return await self._db.read(lambda conn: list(conn.execute(query).all()))
 
     async def event_snapshot(self, run_id: str, event: str) -> tuple[JSONDict, int] | None:
@@ -299,23 +293,39 @@ class RunStore:
             for row in rows
         ]
 
+    async def start_round(self, run_id: str, round_key: str, message_id: str) -> RoundStart:
+        """The start of a model round in one transaction: `queued → in_progress` (as
+        `mark_in_progress`), the run, and the thread's messages for the prompt (as
+        `context_messages`). One commit instead of three round trips on the way to the first
+        token; the messages are read only when the round goes ahead.
+
+        A run that this round's answer (`message_id`) already ended is `answered`: an earlier
+        attempt committed the answer and the run's end, then its worker died before Temporal
+        heard of it."""
+
+        def tx(conn: Connection) -> RoundStart:
+            status = _mark_in_progress(conn, run_id, round_key)
+            row = run_row(conn, run_id)
+            if status != "in_progress":
+                answered = status in ("completed", "incomplete") and (
+                    conn.scalar(
+                        select(messages.c.status).where(
+                            messages.c.id == message_id, messages.c.run_id == run_id
+                        )
+                    )
+                    in ("completed", "incomplete")
+                )
+                return RoundStart(status, row, [], answered=answered)
+            history = list(conn.execute(_context_query(row.thread_id, run_id)).all())
+            return RoundStart(status, row, history)
+
+        return await self._db.write(tx)
+
     async def mark_in_progress(self, run_id: str, round_key: str) -> str:
         """`queued` → `in_progress` (at the start of every model round: after tool outputs the
         run is `queued` again). Returns the status the run has afterwards."""
 
-        def tx(conn: Connection) -> str:
-            row = run_row(conn, run_id, lock=True)
-            if row.status != "queued":
-                return str(row.status)
-            conn.execute(
-                update(runs)
-                .where(runs.c.id == run_id)
-                .values(status="in_progress", started_at=row.started_at or int(time.time()))
-            )
-            run_event(conn, run_id, "in_progress", key=f"run:in_progress:{round_key}")
-            return "in_progress"
-
-        return await self._db.write(tx)
+        return await self._db.write(lambda conn: _mark_in_progress(conn, run_id, round_key))
 
     async def begin_message(self, run_id: str, step_id: str, message_id: str) -> bool:
         """Create the `message_creation` step and its empty assistant message (idempotent).
@@ -424,10 +434,13 @@ class RunStore:
         images: list[str] | None = None,
         annotations: list[JSONDict] | None = None,
         streamed_annotations: int = 0,
+        end: RunEnd | None = None,
     ) -> None:
         """Store the final text; message `completed` (or `incomplete` when cut by the token limit),
-        step `completed` with its usage. Idempotent. `images` (file ids, from code_interpreter)
-        follow the text as `image_file` blocks, each streamed as its own content delta;
+        step `completed` with its usage. Idempotent. With `end` (the model's answer ends the run)
+        the run ends in the same commit, if it is still `in_progress`: a client sees `completed`
+        as soon as the answer is stored, not one workflow task later. `images` (file ids, from
+        code_interpreter) follow the text as `image_file` blocks, each streamed as its own delta;
         `annotations` (the text's `file_path` ones) stream in one last text delta, except the
         first `streamed_annotations` (file citations, streamed with their markers)."""
         now = int(time.time())
@@ -500,6 +513,8 @@ class RunStore:
                 events.append(
                     conn, run_id, f"step:{step_id}:done", "thread.run.step.completed", step
                 )
+            if end is not None and run_row(conn, run_id).status == "in_progress":
+                _finish(conn, run_id, end)
 
         await self._db.write(tx)
 
@@ -513,42 +528,91 @@ class RunStore:
         incomplete_reason: str | None = None,
     ) -> JSONDict:
         """Move the run to a terminal status, close what it left open, release the thread lock."""
-        now = int(time.time())
+        end = RunEnd(status, usage, last_error, incomplete_reason)
+        return await self._db.write(lambda conn: _finish(conn, run_id, end))
 
-        def tx(conn: Connection) -> JSONDict:
-            row = run_row(conn, run_id, lock=True)
-            if row.status in TERMINAL:
-                return objects.run(row)
-            values: JSONDict = {"status": status, "expires_at": None, "required_action": None}
-            if usage is not None:
-                values["usage"] = usage
-            if status in ("completed", "incomplete"):
-                values["completed_at"] = now
-            if status == "incomplete":
-                values["incomplete_details"] = {"reason": incomplete_reason}
-            if status == "failed":
-                values["failed_at"] = now
-                values["last_error"] = last_error
-            if status == "cancelled":
-                values["cancelled_at"] = now
-            _close_open_items(conn, run_id, status, now, last_error)
-            # Staged outputs can never apply now. Applied ones whose request failed stay, so
-            # that request's retry still answers success (see `ToolCallStore.stage_outputs`).
-            conn.execute(
-                delete(tool_output_submissions).where(
-                    tool_output_submissions.c.run_id == run_id,
-                    tool_output_submissions.c.applied_at.is_(None),
-                )
-            )
-            conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
-            conn.execute(
-                update(threads)
-                .where(threads.c.id == row.thread_id, threads.c.active_run_id == run_id)
-                .values(active_run_id=None)
-            )
-            return run_event(conn, run_id, status, key="run:terminal")
 
-        return await self._db.write(tx)
+@dataclass(frozen=True)
+class RunEnd:
+    """A terminal status and what goes with it, for `RunStore.finish`."""
+
+    status: str
+    usage: JSONDict | None = None
+    last_error: JSONDict | None = None
+    incomplete_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RoundStart:
+    """What a model round starts from: the run's status after `queued → in_progress`, its row,
+    and (when in progress) the thread's messages for the prompt."""
+
+    status: str
+    run: Row[Any]
+    history: list[Row[Any]]
+    answered: bool = False
+
+
+def _mark_in_progress(conn: Connection, run_id: str, round_key: str) -> str:
+    row = run_row(conn, run_id, lock=True)
+    if row.status != "queued":
+        return str(row.status)
+    conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(status="in_progress", started_at=row.started_at or int(time.time()))
+    )
+    run_event(conn, run_id, "in_progress", key=f"run:in_progress:{round_key}")
+    return "in_progress"
+
+
+def _context_query(thread_id: str, run_id: str) -> Any:
+    return (
+        select(messages.c.id, messages.c.role, messages.c.content, messages.c.status)
+        .where(
+            messages.c.thread_id == thread_id,
+            (messages.c.run_id.is_(None)) | (messages.c.run_id != run_id),
+        )
+        .order_by(messages.c.seq)
+    )
+
+
+def _finish(conn: Connection, run_id: str, end: RunEnd) -> JSONDict:
+    """Move the run to a terminal status (unless it has one), close what it left open, release
+    the thread lock; the run as its terminal event carries it."""
+    now = int(time.time())
+    status = end.status
+    row = run_row(conn, run_id, lock=True)
+    if row.status in TERMINAL:
+        return objects.run(row)
+    values: JSONDict = {"status": status, "expires_at": None, "required_action": None}
+    if end.usage is not None:
+        values["usage"] = end.usage
+    if status in ("completed", "incomplete"):
+        values["completed_at"] = now
+    if status == "incomplete":
+        values["incomplete_details"] = {"reason": end.incomplete_reason}
+    if status == "failed":
+        values["failed_at"] = now
+        values["last_error"] = end.last_error
+    if status == "cancelled":
+        values["cancelled_at"] = now
+    _close_open_items(conn, run_id, status, now, end.last_error)
+    # Staged outputs can never apply now. Applied ones whose request failed stay, so that
+    # request's retry still answers success (see `ToolCallStore.stage_outputs`).
+    conn.execute(
+        delete(tool_output_submissions).where(
+            tool_output_submissions.c.run_id == run_id,
+            tool_output_submissions.c.applied_at.is_(None),
+        )
+    )
+    conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+    conn.execute(
+        update(threads)
+        .where(threads.c.id == row.thread_id, threads.c.active_run_id == run_id)
+        .values(active_run_id=None)
+    )
+    return run_event(conn, run_id, status, key="run:terminal")
 
 
 def _close_open_items(

@@ -180,6 +180,24 @@ class PostgresCluster:
             )
         shutil.rmtree(directory, ignore_errors=True)
 
+    def pause(self) -> None:
+        """Stop the server but keep its data and port: an outage that `resume` ends."""
+        bin_dir = self._server_bin()
+        if self._dir is None or bin_dir is None:
+            raise RuntimeError("PostgresCluster is not running")
+        data = str(self._dir / "data")
+        self._run(str(bin_dir / "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the paused server again, on the same port."""
+        bin_dir = self._server_bin()
+        if self._dir is None or bin_dir is None or self._port is None:
+            raise RuntimeError("PostgresCluster is not running")
+        self._run(
+            str(bin_dir / "pg_ctl"), "-D", str(self._dir / "data"), "-l",
+            str(self._dir / "server.log"), "-o", f"-p {self._port}", "-w", "-t", "60", "start",
+        )  # fmt: skip
+
     def create_database(self, name: str) -> str:
         """Create a database and return its SQLAlchemy asyncpg URL."""
         quoted = name.replace('"', '""')

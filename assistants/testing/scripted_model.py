@@ -153,7 +153,10 @@ class ScriptedModel:
         """Bind (port 0 picks a free port) and return once connections are accepted."""
         if self._thread is not None:
             raise RuntimeError("ScriptedModel is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY on accepted connections only
+        # when the listening socket says TCP. Without it, Nagle holds each streamed chunk until
+        # the client's delayed ACK (40 ms) on every kept-alive connection.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self._host, self._port))

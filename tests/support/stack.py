@@ -2,7 +2,9 @@
 worker`, each a subprocess configured only through `ASSISTANTS_*` variables, against the real
 Temporal dev server, a real database and the scripted model server.
 
-Tests drive it with the real `openai` SDK; crash tests SIGKILL and restart its processes.
+Tests drive it with the real `openai` SDK; crash tests SIGKILL and restart its processes. A
+stack may run more API replicas (`start_api(port=...)`) and `durable-assistants sandbox-worker`
+hosts (`start_sandbox_worker`), as a production deployment does.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ FAST_SETTINGS = {
     "ASSISTANTS_REQUEUE_AFTER_S": "2",
     "ASSISTANTS_LOG_FORMAT": "json",
     "ASSISTANTS_TOOL_MODULES": "tests.support.tools",
+    # Several workers share this host: no health server unless a test gives one its own port.
+    "ASSISTANTS_WORKER_HEALTH_PORT": "0",
 }
 
 
@@ -55,6 +59,7 @@ class Stack:
         self.api_key = f"sk-test-{name}-{uuid.uuid4().hex[:8]}"
         self.overrides = overrides or {}
         self.api: subprocess.Popen[bytes] | None = None
+        self.replicas: list[subprocess.Popen[bytes]] = []  # API processes on other ports
         self.workers: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -80,11 +85,13 @@ class Stack:
         env.update(self.overrides)
         return env
 
-    def _spawn(self, command: str, log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, command: str, log_name: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         with open(self.workdir / log_name, "ab") as log:  # the child keeps its own handle
             return subprocess.Popen(
                 [sys.executable, "-m", "assistants.cli", command],
-                env=self.env(),
+                env={**self.env(), **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -101,15 +108,25 @@ class Stack:
         )
         return result.stdout
 
-    def start_api(self, timeout_s: float = 60.0) -> None:
-        self.api = self._spawn("api", "api.log")
+    def start_api(
+        self, timeout_s: float = 60.0, *, port: int | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start the API (or, on another `port`, one more replica of it: same database, Temporal
+        and task queue) and return once it answers `/healthz`."""
+        port = port or self.api_port
+        log_name = "api.log" if port == self.api_port else f"api-{port}.log"
+        api = self._spawn("api", log_name, {"ASSISTANTS_API_PORT": str(port)})
+        if port == self.api_port:
+            self.api = api
+        else:
+            self.replicas.append(api)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.api.poll() is not None:
-                raise RuntimeError(f"api exited; see {self.workdir / 'api.log'}")
+            if api.poll() is not None:
+                raise RuntimeError(f"api exited; see {self.workdir / log_name}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{self.api_port}/healthz", timeout=1).is_success:
-                    return
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
+                    return api
             time.sleep(0.1)
         raise TimeoutError("api did not start")
 
@@ -127,6 +144,22 @@ class Stack:
                 raise TimeoutError("worker did not start")
             time.sleep(0.05)
         return worker
+
+    def start_sandbox_worker(self, timeout_s: float = 60.0) -> subprocess.Popen[bytes]:
+        """Start a `sandbox-worker` (a code_interpreter host alone; counted among `workers`) and
+        return once it polls its task queues."""
+        log = self.workdir / "sandbox.log"
+        offset = log.stat().st_size if log.exists() else 0
+        host = self._spawn("sandbox-worker", "sandbox.log")
+        self.workers.append(host)
+        deadline = time.monotonic() + timeout_s
+        while b"sandbox host ready" not in log.read_bytes()[offset:]:
+            if host.poll() is not None:
+                raise RuntimeError(f"sandbox-worker exited; see {log}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("sandbox-worker did not start")
+            time.sleep(0.05)
+        return host
 
     def start(self) -> Stack:
         self.start_api()
@@ -162,18 +195,32 @@ class Stack:
         self._kill(self.api)
         self.api = None
 
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL one process of the stack (an API replica or a worker), and forget it."""
+        self._kill(process)
+        for group in (self.replicas, self.workers):
+            if process in group:
+                group.remove(process)
+        if process is self.api:
+            self.api = None
+
     def stop(self) -> None:
         for worker in self.workers:
             self._kill(worker, signal.SIGTERM)
         self.workers.clear()
-        self._kill(self.api, signal.SIGTERM)
+        for api in [self.api, *self.replicas]:
+            self._kill(api, signal.SIGTERM)
         self.api = None
+        self.replicas.clear()
 
     # --- clients -----------------------------------------------------------------------------
 
-    def client(self, api_key: str | None = None, **kwargs: Any) -> openai.OpenAI:
+    def client(
+        self, api_key: str | None = None, *, port: int | None = None, **kwargs: Any
+    ) -> openai.OpenAI:
+        """An SDK client of the API (or of the replica on `port`)."""
         return openai.OpenAI(
-            base_url=self.base_url,
+            base_url=f"http://127.0.0.1:{port}/v1" if port else self.base_url,
             api_key=api_key or self.api_key,
             max_retries=kwargs.pop("max_retries", 0),
             _strict_response_validation=True,

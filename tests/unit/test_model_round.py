@@ -1,0 +1,131 @@
+"""The model activity ends the run in the same commit as its answer, and a retry of that activity
+(its worker died after the commit, before Temporal heard of it) reports the same result without
+calling the model again or writing anything twice. On SQLite and PostgreSQL, against the scripted
+model server on loopback."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from temporalio.testing import ActivityEnvironment
+
+from activities.model import ModelActivities
+from assistants.backends.openai_compatible import OpenAICompatibleBackend
+from assistants.store import Store
+from assistants.store.migrations import LATEST
+from assistants.store.objects import text_content
+from assistants.store.tables import messages, run_events, run_steps, threads
+from assistants.testing.postgres import PostgresCluster
+from assistants.testing.scripted_model import Reply, ScriptedModel
+from tests.unit.test_store import run_fields
+from workflows.shared import GenerateInput
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    else:
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        url = cluster.create_database(f"round_{next(_counter)}_{int(time.time())}")
+    store = Store.from_url(url)
+    assert await store.migrate() == [LATEST]
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedModel]:
+    with ScriptedModel() as model:
+        yield model
+
+
+async def _queued_run(store: Store, **fields: Any) -> tuple[str, str]:
+    assistant = await store.assistants.create("p", {"model": "m", "tools": [], "metadata": {}})
+    thread = await store.threads.create(
+        "p", {}, None, [{"role": "user", "content": text_content("Hello?"), "metadata": {}}]
+    )
+    run = await store.runs.create("p", thread["id"], run_fields(assistant["id"]) | fields, [])
+    return run["id"], thread["id"]
+
+
+async def _counts(store: Store, run_id: str) -> dict[str, int]:
+    def read(conn: Any) -> dict[str, int]:
+        def count(table: Any) -> int:
+            return int(conn.scalar(select(func.count()).where(table.c.run_id == run_id)))
+
+        return {"messages": count(messages), "steps": count(run_steps), "events": count(run_events)}
+
+    return await store.db.read(read)
+
+
+async def _attempt(activities: ModelActivities, call: GenerateInput, attempt: int) -> Any:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(ActivityEnvironment.default_info(), attempt=attempt)
+    return await env.run(activities.generate, call)
+
+
+def _call(run_id: str) -> GenerateInput:
+    return GenerateInput(run_id=run_id, step_id="step_a", message_id="msg_a", tool_step_id="step_b")
+
+
+async def test_the_answer_ends_the_run_and_a_retry_repeats_nothing(
+    store: Store, scripted: ScriptedModel
+) -> None:
+    scripted.enqueue(Reply(text="Hi there, friend."))
+    activities = ModelActivities(store, OpenAICompatibleBackend(scripted.base_url, "k"))
+    run_id, thread_id = await _queued_run(store)
+
+    first = await _attempt(activities, _call(run_id), attempt=1)
+    assert first.finish == "stop" and first.usage.completion_tokens > 0
+    run = await store.runs.get("p", thread_id, run_id)
+    # Ended by the answer's own commit: no workflow task has run `finish_run` yet.
+    assert run["status"] == "completed" and run["completed_at"] is not None
+    assert run["usage"]["completion_tokens"] == first.usage.completion_tokens
+    lock = await store.db.read(
+        lambda conn: conn.scalar(select(threads.c.active_run_id).where(threads.c.id == thread_id))
+    )
+    assert lock is None  # the thread takes a new run at once
+    written = await _counts(store, run_id)
+    log = await store.runs.event_snapshot(run_id, "thread.run.completed")
+    assert log is not None and log[0]["status"] == "completed"
+
+    retry = await _attempt(activities, _call(run_id), attempt=2)
+    assert (retry.finish, retry.usage) == (first.finish, first.usage)
+    assert len(scripted.requests) == 1  # the model was not called again
+    assert await _counts(store, run_id) == written
+
+
+async def test_a_cut_answer_ends_the_run_incomplete(store: Store, scripted: ScriptedModel) -> None:
+    scripted.enqueue(Reply(text="One two three four five six", finish_reason="length"))
+    activities = ModelActivities(store, OpenAICompatibleBackend(scripted.base_url, "k"))
+    run_id, thread_id = await _queued_run(store, max_completion_tokens=3)
+
+    first = await _attempt(activities, _call(run_id), attempt=1)
+    assert first.finish == "length"
+    run = await store.runs.get("p", thread_id, run_id)
+    assert run["status"] == "incomplete"
+    assert run["incomplete_details"] == {"reason": "max_completion_tokens"}
+    retry = await _attempt(activities, _call(run_id), attempt=2)
+    assert retry.finish == "length" and len(scripted.requests) == 1
+
+
+async def test_a_run_cancelled_during_the_answer_is_left_to_the_workflow(
+    store: Store, scripted: ScriptedModel
+) -> None:
+    """The answer never overrides a cancellation the store already holds."""
+    run_id, thread_id = await _queued_run(store)
+    activities = ModelActivities(store, OpenAICompatibleBackend(scripted.base_url, "k"))
+    await store.runs.request_cancel("p", thread_id, run_id)
+    with pytest.raises(Exception, match="no longer in progress"):
+        await _attempt(activities, _call(run_id), attempt=1)
+    run = await store.runs.get("p", thread_id, run_id)
+    assert run["status"] == "cancelling" and scripted.requests == []
