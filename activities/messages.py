@@ -71,6 +71,17 @@ class MessageWriter:
 
     async def add(self, text: str) -> None:
         self.text += text
+        if not self._begun and not self._retried and self._citer is None:
+            # The first text: the step, the message and the first delta in one commit. (A retried
+            # call first finds what was streamed before; citations wait for whole markers.)
+            if not await self._store.runs.begin_message(
+                self._run_id, self._step_id, self._message_id, first_delta=self.text
+            ):
+                raise RunNoLongerActive(self._run_id)
+            self._begun = True
+            self._emitted = len(self.text)
+            self._last_flush = time.monotonic()
+            return
         await self._begin()
         if time.monotonic() - self._last_flush >= self._interval:
             await self.flush()

@@ -27,7 +27,7 @@ from typing import Any
 import openai
 
 from bench.harness import RESULTS, DevProcesses, summary
-from bench.run_latency import breakdown
+from bench.runs import breakdown
 
 
 async def one_run(

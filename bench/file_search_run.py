@@ -34,7 +34,7 @@ from typing import Any
 import openai
 
 from bench.harness import RESULTS, DevProcesses, pct, summary
-from bench.run_latency import breakdown, one_run
+from bench.runs import breakdown, polled_run
 from bench.search import corpus, load
 
 
@@ -63,15 +63,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             tooled = await client.beta.assistants.create(model="gpt-4o", tools=weather)
             for _ in range(5):  # warm up: connections, the store's matrix cache, the model
                 for assistant in (plain, tooled, searching):
-                    await one_run(client, assistant.id, poll_ms=5)
+                    await polled_run(client, assistant.id, poll_ms=5)
             base: list[float] = []
             function: list[float] = []
             search: list[float] = []
             search_ids: list[str] = []
             for _ in range(args.runs):  # interleaved, so drift hits all alike
-                base.append((await one_run(client, plain.id, poll_ms=5))[0])
-                function.append((await one_run(client, tooled.id, poll_ms=5))[0])
-                elapsed, run_id = await one_run(client, searching.id, poll_ms=5)
+                base.append((await polled_run(client, plain.id, poll_ms=5))[0])
+                function.append((await polled_run(client, tooled.id, poll_ms=5))[0])
+                elapsed, run_id = await polled_run(client, searching.id, poll_ms=5)
                 search.append(elapsed)
                 search_ids.append(run_id)
             parts = await breakdown(procs.temporal_address, search_ids[:20])

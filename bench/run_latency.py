@@ -4,11 +4,17 @@ Starts `durable-assistants dev` (embedded Temporal dev server, worker and API, S
 fresh data dir and a scripted model server that answers instantly, each as its own process. Then:
 
 1. baseline: the same streamed chat completion called directly on the model server;
-2. latency: `runs.create` → `completed` as a client observes it, sequentially, both with the SDK's
-   `create_and_poll` (it waits `openai-poll-after-ms` between GETs) and with a client polling every
-   5 ms (which shows the server-side latency);
-3. where the time goes, from the Temporal histories of sampled runs;
-4. throughput: completed runs per second with 50 concurrent clients.
+2. latency, sequentially, `runs.create` → `completed` as a client observes it:
+   - polled every 5 ms (which shows the server-side latency), and with the SDK's
+     `create_and_poll` (it waits `openai-poll-after-ms` between GETs);
+   - streamed (`stream=True`): first `thread.message.delta` and the `thread.run.completed`
+     event's arrival;
+   - with one client-side function tool round (`requires_action` → `submit_tool_outputs`) and
+     with one round of a function tool the worker runs (`get_weather`), both polled every 5 ms;
+3. what a run costs Temporal and where the time goes, from the histories of sampled runs
+   (history events, workflow tasks, activities, local activities per run);
+4. throughput with 50 concurrent clients, polled (`create_and_poll`) and streamed: runs/s and
+   CPU-ms per run of each process (`dev` = API + worker, Temporal server, model server, clients).
 
     .venv/bin/python -m bench.run_latency [--runs 100] [--clients 50] [--per-client 10]
 """
@@ -17,167 +23,180 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import openai
-from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
-
-from bench.harness import RESULTS, DevProcesses, pct, summary
-
-
-async def baseline(model_url: str, n: int) -> list[float]:
-    direct = openai.AsyncOpenAI(base_url=model_url, api_key="x", max_retries=0)
-    times = []
-    for _ in range(n):
-        started = time.perf_counter()
-        stream = await direct.chat.completions.create(
-            model="gpt-4o",
-            messages=[{"role": "user", "content": "Tell me about penguins."}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        async for _chunk in stream:
-            pass
-        times.append(time.perf_counter() - started)
-    await direct.close()
-    return times
-
-
-async def one_run(
-    client: openai.AsyncOpenAI, assistant_id: str, *, poll_ms: int | None
-) -> tuple[float, str]:
-    thread = await client.beta.threads.create(
-        messages=[{"role": "user", "content": "Tell me about penguins."}]
-    )
-    started = time.perf_counter()
-    if poll_ms is None:
-        run = await client.beta.threads.runs.create_and_poll(
-            thread_id=thread.id, assistant_id=assistant_id
-        )
-    else:
-        run = await client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant_id)
-        while run.status in ("queued", "in_progress"):
-            await asyncio.sleep(poll_ms / 1000)
-            run = await client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
-    elapsed = time.perf_counter() - started
-    assert run.status == "completed", run
-    return elapsed, run.id
-
-
-async def breakdown(temporal: str, run_ids: list[str]) -> dict[str, float]:
-    """Mean durations (ms) read off the Temporal histories."""
-    client = await Client.connect(temporal)
-    parts: dict[str, list[float]] = {}
-
-    def add(name: str, seconds: float) -> None:
-        parts.setdefault(name, []).append(seconds * 1000)
-
-    for run_id in run_ids:
-        history = await client.get_workflow_handle(run_id).fetch_history()
-        events = history.events
-        start = events[0].event_time.ToDatetime()
-        end = events[-1].event_time.ToDatetime()
-        add("workflow: start → completed", (end - start).total_seconds())
-        scheduled: dict[int, Any] = {}
-        names: dict[int, str] = {}
-        for event in events:
-            t = event.event_time.ToDatetime()
-            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
-                scheduled[event.event_id] = t
-            elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-                sched = scheduled[event.workflow_task_started_event_attributes.scheduled_event_id]
-                add("workflow task: schedule → start (dispatch)", (t - sched).total_seconds())
-                scheduled[event.event_id] = t
-            elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-                began = scheduled[event.workflow_task_completed_event_attributes.started_event_id]
-                add(
-                    "workflow task: start → completed (incl. local activities)",
-                    (t - began).total_seconds(),
-                )
-            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-                scheduled[event.event_id] = t
-                names[event.event_id] = (
-                    event.activity_task_scheduled_event_attributes.activity_type.name
-                )
-            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-                sid = event.activity_task_started_event_attributes.scheduled_event_id
-                add("activity: schedule → start (dispatch)", (t - scheduled[sid]).total_seconds())
-            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-                sid = event.activity_task_completed_event_attributes.scheduled_event_id
-                add(
-                    f"activity {names[sid]}: schedule → completed",
-                    (t - scheduled[sid]).total_seconds(),
-                )
-    means = {name: round(statistics.mean(values), 1) for name, values in parts.items()}
-    means["workflow tasks per run"] = round(
-        len(parts["workflow task: schedule → start (dispatch)"]) / len(run_ids), 1
-    )
-    return means
+from bench.harness import (
+    CpuMeter,
+    DevProcesses,
+    added,
+    cpu_table,
+    pct,
+    sdk_client,
+    summary,
+    table,
+    write_result,
+)
+from bench.runs import (
+    CLIENT_FUNCTION,
+    SERVER_FUNCTION,
+    breakdown,
+    direct_completion,
+    function_round_run,
+    polled_run,
+    streamed_run,
+)
 
 
 async def throughput(
-    client: openai.AsyncOpenAI, assistant_id: str, clients: int, per_client: int
-) -> dict[str, float]:
+    dev: DevProcesses,
+    clients: int,
+    per_client: int,
+    one: Callable[[], Awaitable[float]],
+) -> dict[str, Any]:
     latencies: list[float] = []
+    errors: list[str] = []
 
     async def worker() -> None:
         for _ in range(per_client):
-            elapsed, _ = await one_run(client, assistant_id, poll_ms=None)
-            latencies.append(elapsed)
+            try:
+                latencies.append(await one())
+            except Exception as error:  # counted and shown, the load goes on
+                errors.append(repr(error)[:200])
 
+    meter = CpuMeter(dev.roles())
+    meter.start()
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
     wall = time.perf_counter() - started
+    meter.stop()
     return {
         "clients": clients,
         "runs": len(latencies),
+        "errors": len(errors),
+        "first_errors": errors[:3],
         "wall_s": round(wall, 1),
         "runs_per_s": round(len(latencies) / wall, 1),
-        **summary(latencies),
+        **(summary(latencies) if latencies else {}),
+        "cpu_ms_per_run": meter.ms_per(len(latencies)),
     }
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        procs = DevProcesses(Path(tmp))
-        procs.start()
-        try:
-            client = openai.AsyncOpenAI(
-                base_url=procs.api_url,
-                api_key=procs.key,
-                max_retries=0,  # an error must show, not be hidden by a retry
-            )
-            assistant = await client.beta.assistants.create(model="gpt-4o")
-            for _ in range(5):  # warm up connections, caches and the worker
-                await one_run(client, assistant.id, poll_ms=5)
-            base = await baseline(procs.model_url, args.runs)
-            tight: list[float] = []
-            run_ids: list[str] = []
-            for _ in range(args.runs):
-                elapsed, run_id = await one_run(client, assistant.id, poll_ms=5)
-                tight.append(elapsed)
-                run_ids.append(run_id)
-            sdk = [(await one_run(client, assistant.id, poll_ms=None))[0] for _ in range(args.runs)]
-            parts = await breakdown(procs.temporal_address, run_ids[:20])
-            load = await throughput(client, assistant.id, args.clients, args.per_client)
-            base_p50 = pct(base, 0.5)
-            return {
-                "baseline_direct_model_call": summary(base),
-                "run_polled_every_5ms": summary(tight),
-                "run_sdk_create_and_poll": summary(sdk),
-                "added_p50_ms_polled_5ms": round((pct(tight, 0.5) - base_p50) * 1000, 1),
-                "added_p50_ms_sdk": round((pct(sdk, 0.5) - base_p50) * 1000, 1),
-                "where_time_goes_ms": parts,
-                "throughput": load,
-            }
-        finally:
-            procs.stop()
+async def measure(dev: DevProcesses, args: argparse.Namespace) -> dict[str, Any]:
+    client = sdk_client(dev.api_url, dev.key, connections=max(100, args.clients * 2))
+    direct = sdk_client(dev.model_url, "x")
+    plain = await client.beta.assistants.create(model="gpt-4o")
+    client_tool = await client.beta.assistants.create(model="gpt-4o", tools=[CLIENT_FUNCTION])
+    server_tool = await client.beta.assistants.create(model="gpt-4o", tools=[SERVER_FUNCTION])
+    for _ in range(5):  # warm up connections, caches and the worker
+        await polled_run(client, plain.id, poll_ms=5)
+        await streamed_run(client, plain.id)
+        await function_round_run(client, client_tool.id)
+        await polled_run(client, server_tool.id, poll_ms=5)
+        await direct_completion(direct)
+    n = args.runs
+    base = [await direct_completion(direct) for _ in range(n)]
+    base_first, base_total = [b[0] for b in base], [b[1] for b in base]
+    tight = [await polled_run(client, plain.id, poll_ms=5) for _ in range(n)]
+    sdk = [(await polled_run(client, plain.id, poll_ms=None))[0] for _ in range(n)]
+    streamed = [await streamed_run(client, plain.id) for _ in range(n)]
+    client_round = [await function_round_run(client, client_tool.id) for _ in range(n)]
+    server_round = [await polled_run(client, server_tool.id, poll_ms=5) for _ in range(n)]
+    tight_s = [t for t, _ in tight]
+    first = [s.first_delta for s in streamed]
+    completed = [s.completed for s in streamed]
+    sample = min(20, n)
+    parts = {
+        "run (polled)": await breakdown(dev.temporal_address, [r for _, r in tight[:sample]]),
+        "run (streamed)": await breakdown(
+            dev.temporal_address, [s.run_id for s in streamed[:sample]]
+        ),
+        "run with a client function round": await breakdown(
+            dev.temporal_address, [r for _, r in client_round[:sample]]
+        ),
+        "run with a worker function round": await breakdown(
+            dev.temporal_address, [r for _, r in server_round[:sample]]
+        ),
+    }
+
+    async def sdk_run() -> float:
+        return (await polled_run(client, plain.id, poll_ms=None))[0]
+
+    async def stream_run() -> float:
+        return (await streamed_run(client, plain.id)).completed
+
+    polled_load = await throughput(dev, args.clients, args.per_client, sdk_run)
+    streamed_load = await throughput(dev, args.clients, args.per_client, stream_run)
+    await client.close()
+    await direct.close()
+    return {
+        "baseline_direct_model_call": summary(base_total),
+        "baseline_direct_first_token": summary(base_first),
+        "run_polled_every_5ms": summary(tight_s),
+        "run_sdk_create_and_poll": summary(sdk),
+        "run_streamed_first_delta": summary(first),
+        "run_streamed_completed_event": summary(completed),
+        "run_with_client_function_round_polled_5ms": summary([t for t, _ in client_round]),
+        "run_with_worker_function_round_polled_5ms": summary([t for t, _ in server_round]),
+        "added_polled_5ms": added(tight_s, base_total),
+        "added_sdk_create_and_poll": added(sdk, base_total),
+        "added_streamed_first_token": added(first, base_first),
+        "added_streamed_completed": added(completed, base_total),
+        "added_by_client_function_round_over_plain_run": added(
+            [t for t, _ in client_round], tight_s
+        ),
+        "added_by_worker_function_round_over_plain_run": added(
+            [t for t, _ in server_round], tight_s
+        ),
+        # Kept for comparisons with earlier results.
+        "added_p50_ms_polled_5ms": round((pct(tight_s, 0.5) - pct(base_total, 0.5)) * 1000, 1),
+        "added_p50_ms_sdk": round((pct(sdk, 0.5) - pct(base_total, 0.5)) * 1000, 1),
+        "where_time_goes_ms": parts,
+        "throughput": polled_load,
+        "throughput_streamed": streamed_load,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    rows = [
+        (name, result[key]["p50_ms"], result[key]["p95_ms"])
+        for name, key in [
+            ("baseline: direct chat completion (total)", "baseline_direct_model_call"),
+            ("baseline: direct first token", "baseline_direct_first_token"),
+            ("run polled every 5 ms", "run_polled_every_5ms"),
+            ("run, SDK create_and_poll", "run_sdk_create_and_poll"),
+            ("run streamed: first delta", "run_streamed_first_delta"),
+            ("run streamed: thread.run.completed", "run_streamed_completed_event"),
+            ("run + client function round", "run_with_client_function_round_polled_5ms"),
+            ("run + worker function round", "run_with_worker_function_round_polled_5ms"),
+            ("ADDED: polled every 5 ms", "added_polled_5ms"),
+            ("ADDED: SDK create_and_poll", "added_sdk_create_and_poll"),
+            ("ADDED: streamed, time to first token", "added_streamed_first_token"),
+            ("ADDED: streamed, until completed", "added_streamed_completed"),
+            ("ADDED by a client function round", "added_by_client_function_round_over_plain_run"),
+            ("ADDED by a worker function round", "added_by_worker_function_round_over_plain_run"),
+        ]
+    ]
+    out = [table("latency (ms)", ["measurement", "p50", "p95"], rows)]
+    counts = [
+        (kind, *(parts.get(f"{c} per run", "") for c in COUNTS))
+        for kind, parts in result["where_time_goes_ms"].items()
+    ]
+    out.append(table("per run, from Temporal histories", ["run", *COUNTS], counts))
+    for key in ("throughput", "throughput_streamed"):
+        load = result[key]
+        out.append(
+            f"{key}: {load['clients']} clients, {load['runs']} runs, {load['errors']} errors, "
+            f"{load['runs_per_s']} runs/s, p50 {load.get('p50_ms')} ms, p95 {load.get('p95_ms')}"
+        )
+        out.append(cpu_table(f"{key}: CPU per run", load["cpu_ms_per_run"]))
+    return "\n\n".join(out)
+
+
+COUNTS = ("history events", "workflow tasks", "activities", "local activities")
 
 
 def main() -> None:
@@ -186,10 +205,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--per-client", type=int, default=10)
     args = parser.parse_args()
-    result = asyncio.run(main_async(args))
-    print(json.dumps(result, indent=2))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latency.json").write_text(json.dumps(result, indent=2))
+    with tempfile.TemporaryDirectory() as tmp:
+        dev = DevProcesses(
+            Path(tmp),
+            # Offered tools, the model calls the first one once; otherwise it answers at once.
+            model_mode="tool-rounds",
+            env={"ASSISTANTS_TOOL_MODULES": "tests.support.tools"},
+        )
+        dev.start()
+        try:
+            result = asyncio.run(measure(dev, args))
+        finally:
+            dev.stop()
+    write_result("latency.json", result)
+    print(report(result))
 
 
 if __name__ == "__main__":

@@ -16,15 +16,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import openai
-
-from bench.harness import RESULTS, DevProcesses, children, cpu_seconds, pct, summary
+from bench.harness import (
+    CpuMeter,
+    DevProcesses,
+    added,
+    cpu_table,
+    sdk_client,
+    summary,
+    table,
+    write_result,
+)
+from bench.runs import Streamed, direct_completion, streamed_run
 
 
 def ms(values: list[float]) -> dict[str, float]:
@@ -32,91 +39,82 @@ def ms(values: list[float]) -> dict[str, float]:
     return {"p50_ms": stats["p50_ms"], "p95_ms": stats["p95_ms"]}
 
 
-async def direct(model_url: str) -> tuple[float, float]:
-    client = openai.AsyncOpenAI(base_url=model_url, api_key="x", max_retries=0)
-    started = time.perf_counter()
-    first = 0.0
-    stream = await client.chat.completions.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "Penguins?"}], stream=True
-    )
-    async for chunk in stream:
-        if not first and chunk.choices and chunk.choices[0].delta.content:
-            first = time.perf_counter() - started
-    total = time.perf_counter() - started
-    await client.close()
-    return first, total
-
-
-async def through_server(client: openai.AsyncOpenAI, assistant_id: str) -> tuple[float, float]:
-    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "Penguins?"}])
-    started = time.perf_counter()
-    first = 0.0
-    stream = await client.beta.threads.runs.create(
-        thread_id=thread.id, assistant_id=assistant_id, stream=True
-    )
-    final = ""
-    async for event in stream:
-        if event.event == "thread.message.delta" and not first:
-            first = time.perf_counter() - started
-        final = event.event
-    assert final == "thread.run.completed", final
-    return first, time.perf_counter() - started
-
-
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         procs = DevProcesses(Path(tmp), ttft_s=0.2, tokens_per_s=50)
         procs.start()
         try:
-            client = openai.AsyncOpenAI(base_url=procs.api_url, api_key=procs.key, max_retries=0)
+            client = sdk_client(procs.api_url, procs.key, connections=args.concurrent + 10)
+            direct = sdk_client(procs.model_url, "x")
             assistant = await client.beta.assistants.create(model="gpt-4o")
             for _ in range(3):
-                await through_server(client, assistant.id)
-            base = [await direct(procs.model_url) for _ in range(args.runs)]
-            ours = [await through_server(client, assistant.id) for _ in range(args.runs)]
+                await streamed_run(client, assistant.id)
+                await direct_completion(direct)
+            base = [await direct_completion(direct) for _ in range(args.runs)]
+            ours = [await streamed_run(client, assistant.id) for _ in range(args.runs)]
+            base_first, base_total = [b[0] for b in base], [b[1] for b in base]
 
-            assert procs.dev is not None
-            temporal = children(procs.dev.pid)
-            cpu_before = cpu_seconds(procs.dev.pid), sum(cpu_seconds(p) for p in temporal)
+            meter = CpuMeter(procs.roles())
+            meter.start()
             started = time.perf_counter()
             results = await asyncio.gather(
-                *(through_server(client, assistant.id) for _ in range(args.concurrent)),
+                *(streamed_run(client, assistant.id) for _ in range(args.concurrent)),
                 return_exceptions=True,
             )
             wall = time.perf_counter() - started
-            cpu_after = cpu_seconds(procs.dev.pid), sum(cpu_seconds(p) for p in temporal)
-            ok = [r for r in results if isinstance(r, tuple)]
-            errors = [repr(r) for r in results if not isinstance(r, tuple)]
+            meter.stop()
+            ok = [r for r in results if isinstance(r, Streamed)]
+            errors = [repr(r) for r in results if not isinstance(r, Streamed)]
+            await client.close()
+            await direct.close()
             return {
                 "model": "ttft 200 ms, 50 tokens/s, 16 chunks",
-                "direct_ttft": ms([b[0] for b in base]),
-                "direct_total": ms([b[1] for b in base]),
-                "server_ttft": ms([o[0] for o in ours]),
-                "server_total": ms([o[1] for o in ours]),
-                "added_ttft_p50_ms": round(
-                    (pct([o[0] for o in ours], 0.5) - pct([b[0] for b in base], 0.5)) * 1000, 1
-                ),
-                "added_total_p50_ms": round(
-                    (pct([o[1] for o in ours], 0.5) - pct([b[1] for b in base], 0.5)) * 1000, 1
-                ),
+                "direct_ttft": ms(base_first),
+                "direct_total": ms(base_total),
+                "server_ttft": ms([o.first_delta for o in ours]),
+                "server_completed_event": ms([o.completed for o in ours]),
+                "server_total": ms([o.done for o in ours]),
+                "added_ttft": added([o.first_delta for o in ours], base_first),
+                "added_completed": added([o.completed for o in ours], base_total),
+                "added_ttft_p50_ms": added([o.first_delta for o in ours], base_first)["p50_ms"],
+                "added_total_p50_ms": added([o.done for o in ours], base_total)["p50_ms"],
                 "concurrent": {
                     "streams": args.concurrent,
                     "completed": len(ok),
                     "errors": len(errors),
                     "first_errors": errors[:3],
                     "wall_s": round(wall, 2),
-                    "ttft": ms([o[0] for o in ok]) if ok else None,
-                    "total": ms([o[1] for o in ok]) if ok else None,
-                    "server_cpu_ms_per_stream": round(
-                        (cpu_after[0] - cpu_before[0]) / args.concurrent * 1000, 1
-                    ),
-                    "temporal_cpu_ms_per_stream": round(
-                        (cpu_after[1] - cpu_before[1]) / args.concurrent * 1000, 1
-                    ),
+                    "ttft": ms([o.first_delta for o in ok]) if ok else None,
+                    "total": ms([o.done for o in ok]) if ok else None,
+                    "cpu_ms_per_stream": meter.ms_per(len(ok)),
                 },
             }
         finally:
             procs.stop()
+
+
+def report(result: dict[str, Any]) -> str:
+    rows = [
+        (name, result[key]["p50_ms"], result[key]["p95_ms"])
+        for name, key in [
+            ("direct: time to first token", "direct_ttft"),
+            ("direct: total", "direct_total"),
+            ("server: time to first delta", "server_ttft"),
+            ("server: thread.run.completed", "server_completed_event"),
+            ("server: until done", "server_total"),
+            ("ADDED: time to first token", "added_ttft"),
+            ("ADDED: until completed", "added_completed"),
+        ]
+    ]
+    load = result["concurrent"]
+    return "\n\n".join(
+        [
+            table("streaming (ms)", ["measurement", "p50", "p95"], rows),
+            f"{load['streams']} concurrent streams: {load['completed']} completed, "
+            f"{load['errors']} errors, {load['wall_s']} s wall",
+            cpu_table("CPU per stream", load["cpu_ms_per_stream"]),
+        ]
+    )
 
 
 def main() -> None:
@@ -125,9 +123,8 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=200)
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
-    print(json.dumps(result, indent=2))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "streaming.json").write_text(json.dumps(result, indent=2))
+    write_result("streaming.json", result)
+    print(report(result))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -73,8 +74,13 @@ class Database:
                 connect_args={"timeout": 30, "check_same_thread": False},
                 pool_size=8,
                 max_overflow=8,
+                # No ROLLBACK on every check-in: reads are autocommit and writes end with their
+                # own COMMIT or ROLLBACK (`_in_thread`), so a returned connection is never in a
+                # transaction, and the reset was a statement per store call.
+                pool_reset_on_return=None,
             )
             _configure_sqlite(self._sync)
+            self._connections = _ThreadConnections(self._sync)
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
             self._readers = ThreadPoolExecutor(4, thread_name_prefix="sqlite-read")
         else:
@@ -91,7 +97,7 @@ class Database:
     async def write(self, fn: Transaction[T]) -> T:
         """Run `fn` in a write transaction (IMMEDIATE on SQLite); commit unless it raises."""
         if self._sync is not None:
-            result, touched = await _in_thread(self._writer, self._sync, fn, immediate=True)
+            result, touched = await _in_thread(self._writer, self._connections, fn, immediate=True)
         else:
             assert self._engine is not None
             async with self._engine.begin() as conn:
@@ -103,7 +109,7 @@ class Database:
 
     async def read(self, fn: Transaction[T]) -> T:
         if self._sync is not None:
-            result, _ = await _in_thread(self._readers, self._sync, fn, immediate=False)
+            result, _ = await _in_thread(self._readers, self._connections, fn, immediate=False)
             return result
         assert self._engine is not None
         async with self._engine.connect() as conn:
@@ -113,27 +119,55 @@ class Database:
         if self._sync is not None:
             self._writer.shutdown(wait=True)
             self._readers.shutdown(wait=True)
+            self._connections.close()
             self._sync.dispose()
         if self._engine is not None:
             await self._engine.dispose()
 
 
+class _ThreadConnections:
+    """Each pool thread's own SQLite connection, kept open between store calls: a pool checkout
+    and check-in per call cost more CPU than most of the calls' statements (the threads are few
+    and live as long as the `Database`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._open: dict[int, Connection] = {}
+
+    def get(self) -> Connection:
+        ident = threading.get_ident()
+        conn = self._open.get(ident)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._open[ident] = self._engine.connect()
+        return conn
+
+    def close(self) -> None:
+        """After the pool threads have stopped."""
+        for conn in self._open.values():
+            conn.close()
+        self._open.clear()
+
+
 async def _in_thread(
-    pool: ThreadPoolExecutor, engine: Engine, fn: Transaction[T], *, immediate: bool
+    pool: ThreadPoolExecutor,
+    connections: _ThreadConnections,
+    fn: Transaction[T],
+    *,
+    immediate: bool,
 ) -> tuple[T, set[str]]:
     def run() -> tuple[T, set[str]]:
-        with engine.connect() as conn:
-            if not immediate:
-                return fn(conn), set()  # autocommit reads: each statement sees a WAL snapshot
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                _take_touched(conn)
-                conn.exec_driver_sql("ROLLBACK")
-                raise
-            conn.exec_driver_sql("COMMIT")
-            return result, _take_touched(conn)
+        conn = connections.get()
+        if not immediate:
+            return fn(conn), set()  # autocommit reads: each statement sees a WAL snapshot
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            _take_touched(conn)
+            conn.exec_driver_sql("ROLLBACK")
+            raise
+        conn.exec_driver_sql("COMMIT")
+        return result, _take_touched(conn)
 
     return await asyncio.get_running_loop().run_in_executor(pool, run)
 

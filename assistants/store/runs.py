@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from assistants.errors import InvalidRequest, NotFound
@@ -61,11 +61,15 @@ _MESSAGE_REASON = {
 }
 
 
+# Built once (the hot path's statements; see `events._TAKE_SEQS`).
+_RUN_ROW = select(runs).where(runs.c.id == bindparam("run_id"))
+_RUN_ROW_LOCKED = _RUN_ROW.with_for_update()
+_RUN_STATUS = select(runs.c.status).where(runs.c.id == bindparam("run_id"))
+_BY_ID: dict[str, Any] = {}
+
+
 def run_row(conn: Connection, run_id: str, *, lock: bool = False) -> Row[Any]:
-    query = select(runs).where(runs.c.id == run_id)
-    if lock:
-        query = query.with_for_update()
-    row = (conn.execute(query)).first()
+    row = conn.execute(_RUN_ROW_LOCKED if lock else _RUN_ROW, {"run_id": run_id}).first()
     if row is None:
         raise NotFound.object("run", run_id)
     return row
@@ -78,7 +82,10 @@ def run_event(conn: Connection, run_id: str, status: str, key: str | None = None
 
 
 def select_one(conn: Connection, table: Any, object_id: str) -> Row[Any]:
-    return conn.execute(select(table).where(table.c.id == object_id)).one()
+    query = _BY_ID.get(table.name)
+    if query is None:
+        query = _BY_ID[table.name] = select(table).where(table.c.id == bindparam("object_id"))
+    return conn.execute(query, {"object_id": object_id}).one()
 
 
 def create_run(
@@ -327,10 +334,16 @@ class RunStore:
 
         return await self._db.write(lambda conn: _mark_in_progress(conn, run_id, round_key))
 
-    async def begin_message(self, run_id: str, step_id: str, message_id: str) -> bool:
-        """Create the `message_creation` step and its empty assistant message (idempotent).
-        Returns False, writing nothing, once the run is no longer `in_progress` (cancelling):
-        no new output appears after a cancellation request."""
+    async def begin_message(
+        self, run_id: str, step_id: str, message_id: str, first_delta: str = ""
+    ) -> bool:
+        """Create the `message_creation` step and its empty assistant message (idempotent), and
+        with `first_delta` the message's first `thread.message.delta` in the same commit (one
+        commit on the way to the first token instead of two). Returns False, writing nothing,
+        once the run is no longer `in_progress` (cancelling): no new output appears after a
+        cancellation request."""
+
+        delta = _delta(message_id, first_delta, first=True)
 
         def tx(conn: Connection) -> bool:
             run = run_row(conn, run_id, lock=True)
@@ -373,15 +386,20 @@ class RunStore:
             )
             step = objects.step(select_one(conn, run_steps, step_id))
             message = objects.message(select_one(conn, messages, message_id))
-            events.append(conn, run_id, f"step:{step_id}:created", "thread.run.step.created", step)
-            events.append(
-                conn, run_id, f"step:{step_id}:in_progress", "thread.run.step.in_progress", step
-            )
-            events.append(
-                conn, run_id, f"msg:{message_id}:created", "thread.message.created", message
-            )
-            events.append(
-                conn, run_id, f"msg:{message_id}:in_progress", "thread.message.in_progress", message
+            events.append_many(
+                conn,
+                run_id,
+                [
+                    (f"step:{step_id}:created", "thread.run.step.created", step),
+                    (f"step:{step_id}:in_progress", "thread.run.step.in_progress", step),
+                    (f"msg:{message_id}:created", "thread.message.created", message),
+                    (f"msg:{message_id}:in_progress", "thread.message.in_progress", message),
+                    *(
+                        [(f"delta:{message_id}:0", "thread.message.delta", delta)]
+                        if first_delta
+                        else []
+                    ),
+                ],
             )
             return True
 
@@ -399,17 +417,10 @@ class RunStore:
         """Append a `thread.message.delta`; False (and nothing written) if the run is no longer
         `in_progress`. `annotations` (file citations of markers in `text`, each with its `index`)
         go out in the same delta as their markers."""
-        text_delta: JSONDict = {"value": text}
-        if first or annotations:
-            text_delta["annotations"] = list(annotations or [])
-        delta = {
-            "id": message_id,
-            "object": "thread.message.delta",
-            "delta": {"content": [{"index": 0, "type": "text", "text": text_delta}]},
-        }
+        delta = _delta(message_id, text, first, annotations)
 
         def tx(conn: Connection) -> bool:
-            if conn.scalar(select(runs.c.status).where(runs.c.id == run_id)) != "in_progress":
+            if conn.scalar(_RUN_STATUS, {"run_id": run_id}) != "in_progress":
                 return False
             events.append(conn, run_id, key, "thread.message.delta", delta)
             return True
@@ -530,6 +541,19 @@ class RunStore:
         """Move the run to a terminal status, close what it left open, release the thread lock."""
         end = RunEnd(status, usage, last_error, incomplete_reason)
         return await self._db.write(lambda conn: _finish(conn, run_id, end))
+
+
+def _delta(
+    message_id: str, text: str, first: bool, annotations: list[JSONDict] | None = None
+) -> JSONDict:
+    text_delta: JSONDict = {"value": text}
+    if first or annotations:
+        text_delta["annotations"] = list(annotations or [])
+    return {
+        "id": message_id,
+        "object": "thread.message.delta",
+        "delta": {"content": [{"index": 0, "type": "text", "text": text_delta}]},
+    }
 
 
 @dataclass(frozen=True)

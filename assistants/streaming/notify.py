@@ -33,6 +33,10 @@ class RunNotifier:
             for waiter in self._waiters.get(run_id, ()):
                 waiter.set()
 
+    def notify_all(self) -> None:
+        """Wake every stream (a change feed reconnected: what it missed, they re-read)."""
+        self.notify(list(self._waiters))
+
     @property
     def has_subscribers(self) -> bool:
         return bool(self._waiters)
@@ -83,6 +87,8 @@ async def listen_postgres(url: str, notifier: RunNotifier) -> None:
         await conn.add_listener(
             NOTIFY_CHANNEL, lambda _conn, _pid, _channel, payload: notifier.notify((payload,))
         )
+        # Commits while no LISTEN connection was up notified nobody: every stream re-reads.
+        notifier.notify_all()
         try:
             await lost.wait()
         finally:

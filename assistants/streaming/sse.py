@@ -28,6 +28,10 @@ DONE = b"event: done\ndata: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n"
 
 
+# Events read per store call while following a run.
+_BATCH = 500
+
+
 def frame(event: RunEvent) -> bytes:
     return f"id: {event.seq}\nevent: {event.event}\ndata: {event.data}\n\n".encode()
 
@@ -38,18 +42,22 @@ async def follow(
     run_id: str,
     after_seq: int = 0,
     *,
-    safety_poll_s: float = 1.0,
+    safety_poll_s: float = 5.0,
     keepalive_s: float = 15.0,
 ) -> AsyncIterator[RunEvent | None]:
     """Yield the run's events after `after_seq` until one that ends a stream; `None` is a
     keep-alive tick. Waits on the notifier between reads (re-reading at least every
-    `safety_poll_s` in case a notification was lost)."""
+    `safety_poll_s` in case a notification was lost: the notifier is reliable within a process,
+    and the cross-process feeds wake every stream when they (re)connect, so an idle stream costs
+    one read per `safety_poll_s`)."""
     with notifier.subscribe(run_id) as wake:
         quiet_since = time.monotonic()
         first_read = True
         while True:
             wake.clear()  # before reading: a commit during the read wakes the next wait
-            batch = await store.db.read(functools.partial(read, run_id=run_id, after_seq=after_seq))
+            batch = await store.db.read(
+                functools.partial(read, run_id=run_id, after_seq=after_seq, limit=_BATCH)
+            )
             for event in batch:
                 yield event
                 after_seq = event.seq
@@ -58,7 +66,9 @@ async def follow(
             if batch:
                 quiet_since = time.monotonic()
                 first_read = False
-                continue
+                if len(batch) == _BATCH:
+                    continue  # more may be waiting; a shorter batch was all there was
+                # Otherwise wait: a commit since `wake.clear()` has already set `wake`.
             if first_read:
                 # Resumed after the event that ended the stream: nothing more will come.
                 last = await store.db.read(functools.partial(last_event, run_id=run_id))

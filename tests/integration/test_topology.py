@@ -123,6 +123,8 @@ def topology(
             "ASSISTANTS_FILES_S3_ACCESS_KEY_ID": ACCESS_KEY_ID,
             "ASSISTANTS_FILES_S3_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
             "ASSISTANTS_SANDBOX_WORKER": "false",
+            # As deployed: workflow code outside the sandbox (the other tests keep it inside).
+            "ASSISTANTS_WORKFLOW_SANDBOX": "false",
         },
     )
     replica_port = free_port()

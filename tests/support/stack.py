@@ -34,6 +34,9 @@ FAST_SETTINGS = {
     "ASSISTANTS_TOOL_MODULES": "tests.support.tools",
     # Several workers share this host: no health server unless a test gives one its own port.
     "ASSISTANTS_WORKER_HEALTH_PORT": "0",
+    # Production workers run workflow code unsandboxed (for speed); the tests run it in
+    # Temporal's sandbox, so a non-deterministic call on any path they exercise fails here.
+    "ASSISTANTS_WORKFLOW_SANDBOX": "true",
 }
 
 

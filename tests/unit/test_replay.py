@@ -11,6 +11,7 @@ from pathlib import Path
 
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from tests.replay import HISTORIES_DIR, SCENARIOS
 from workflows.run import RunWorkflow
@@ -59,9 +60,10 @@ async def test_recorded_histories_replay_deterministically() -> None:
         for history in histories.values():
             yield history
 
-    results = await Replayer(workflows=[RunWorkflow]).replay_workflows(
-        each(), raise_on_replay_failure=False
-    )
+    # In the sandbox, explicitly: production workers run unsandboxed for speed, so this is
+    # where a restricted (non-deterministic) call on a recorded path is caught.
+    replayer = Replayer(workflows=[RunWorkflow], workflow_runner=SandboxedWorkflowRunner())
+    results = await replayer.replay_workflows(each(), raise_on_replay_failure=False)
     failures = {names.get(run, run): error for run, error in results.replay_failures.items()}
     for name, error in sorted(failures.items()):
         print(f"replay of {name}.json failed: {type(error).__name__}: {error}")

@@ -1,0 +1,115 @@
+"""The Temporal floor: what the smallest durable run costs on this machine, with no store, no HTTP
+and no model — the part of a run's latency that only a faster Temporal could remove.
+
+A workflow that starts one activity and returns its result, against the same Temporal dev server
+`dev` runs (SQLite file, WAL), with a worker in the same process: eager workflow start (the first
+workflow task comes back in the start response) and eager activity execution, as `dev` uses them.
+Measured per workflow: start call → activity running (the floor under time to first token) and
+start call → result (the floor under time to `completed`), plus the Temporal server's CPU per
+workflow.
+
+    .venv/bin/python -m bench.temporal_floor [--runs 200] [--concurrency 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from assistants.devserver import TemporalDevServer
+from bench.harness import cpu_seconds, summary, write_result
+
+_started: dict[str, float] = {}
+
+
+@activity.defn
+async def touch(key: str) -> str:
+    _started[key] = time.perf_counter()
+    return key
+
+
+@workflow.defn
+class FloorWorkflow:
+    @workflow.run
+    async def run(self, key: str) -> str:
+        result: str = await workflow.execute_activity(
+            touch, key, start_to_close_timeout=timedelta(seconds=10)
+        )
+        return result
+
+
+async def _one(client: Client, queue: str) -> tuple[float, float]:
+    key = uuid.uuid4().hex
+    begun = time.perf_counter()
+    handle = await client.start_workflow(
+        FloorWorkflow.run, key, id=key, task_queue=queue, request_eager_start=True
+    )
+    await handle.result()
+    done = time.perf_counter()
+    return _started.pop(key) - begun, done - begun
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = TemporalDevServer(db_file=Path(tmp) / "temporal.db").start()
+        try:
+            client = await Client.connect(server.address)
+            queue = "floor"
+            async with Worker(
+                client,
+                task_queue=queue,
+                workflows=[FloorWorkflow],
+                activities=[touch],
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            ):
+                for _ in range(10):  # warm-up
+                    await _one(client, queue)
+                sequential = [await _one(client, queue) for _ in range(args.runs)]
+                assert server.pid is not None
+                cpu_before = cpu_seconds(server.pid)
+                limit = asyncio.Semaphore(args.concurrency)
+
+                async def limited() -> tuple[float, float]:
+                    async with limit:
+                        return await _one(client, queue)
+
+                began = time.perf_counter()
+                await asyncio.gather(*(limited() for _ in range(args.runs)))
+                wall = time.perf_counter() - began
+                server_cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / args.runs
+        finally:
+            server.stop()
+    return {
+        "runs": args.runs,
+        "start_to_activity_ms": summary([s for s, _ in sequential]),
+        "start_to_result_ms": summary([d for _, d in sequential]),
+        "concurrent": {
+            "concurrency": args.concurrency,
+            "workflows_per_s": round(args.runs / wall, 1),
+            "temporal_server_cpu_ms_per_workflow": round(server_cpu_ms, 1),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=10)
+    results = asyncio.run(main_async(parser.parse_args()))
+    write_result("temporal_floor.json", results)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
