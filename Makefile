@@ -50,7 +50,7 @@ typecheck: install
 check: lint typecheck
 
 test: check node-install sandbox
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 format: install
 	$(BIN)/ruff format .

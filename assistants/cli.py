@@ -53,7 +53,23 @@ async def _serve_api(settings: Settings, services: Services) -> None:
 async def _api(settings: Settings) -> None:
     services = await build_services(settings)
     try:
-        await _serve_api(settings, services)
+        if settings.api_worker:
+            from worker import build_worker  # the top-level worker module
+
+            # A worker on the API's own client: Temporal hands a started run's first workflow
+            # task back in the start response (eager start), and its model activity to the same
+            # worker (eager activity execution), skipping two trips through matching.
+            worker = build_worker(
+                services.launcher.client,
+                settings,
+                services.store,
+                backend_from_settings(settings),
+                blobs=services.blobs,
+            )
+            async with worker:
+                await _serve_api(settings, services)
+        else:
+            await _serve_api(settings, services)
     finally:
         await close_blob_storage(services.blobs)
         await services.store.close()

@@ -347,7 +347,13 @@ class Settings(BaseSettings):
         default=False,
         description="Run workflow code in Temporal's sandbox (re-imports the workflow module and "
         "proxies the standard library for every run: about a fifth of a run's CPU). Off by "
-        "default; the replay suite and a sandboxed integration test guard determinism instead.",
+        "default; the test suite and the replay suite run it sandboxed instead.",
+    )
+    api_worker: bool = Field(
+        default=False,
+        description="`durable-assistants api` also runs a Temporal worker on the same client "
+        "(as `dev` does), so a run's workflow starts eagerly: its first workflow task comes back "
+        "in the start response instead of through matching. Sandboxes stay on `worker` hosts.",
     )
     payload_encryption_keys: str = Field(
         default="",

@@ -156,6 +156,15 @@ def _passed_through() -> dict[str, str]:
     }
 
 
+def server_source() -> Path:
+    """Where the server processes' code comes from: this checkout, or `BENCH_SOURCE` (another
+    checkout, e.g. a `git worktree` of an earlier commit) to measure a before and an after
+    back to back with the same benchmark, clients and model server. The server runs with that
+    directory as its working directory, which `python -m` puts first on `sys.path` (ahead of
+    the editable install's finder)."""
+    return Path(os.environ.get("BENCH_SOURCE") or ROOT)
+
+
 def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANTS_")}
 
@@ -250,7 +259,11 @@ class DevProcesses:
         log = self.workdir / "dev.log"
         with open(log, "wb") as out:  # the child keeps its own handle
             self.dev = subprocess.Popen(
-                [sys.executable, "-m", "assistants.cli", "dev"], env=env, stdout=out, stderr=out
+                [sys.executable, "-m", "assistants.cli", "dev"],
+                env=env,
+                stdout=out,
+                stderr=out,
+                cwd=server_source(),
             )
         self.procs.append(self.dev)
         _wait_healthy(self.api_port, self.dev, log, 90)
@@ -356,6 +369,7 @@ class SplitProcesses:
                 env=self.env(port, db_user),
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                cwd=server_source(),
             )
 
     def start(self, apis: int = 1, workers: int = 1) -> None:

@@ -220,11 +220,19 @@ async def test_late_and_duplicate_cancel_signals_are_harmless(
             thread_id=thread.id, assistant_id=assistant.id
         )
         assert done.status == "completed"
-        # A late cancel of a finished run changes nothing, in the store or in Temporal.
+        # A late cancel of a finished run changes nothing, in the store or in Temporal. The run
+        # is `completed` as soon as its answer is stored, so the workflow may still be finishing
+        # (notifying) when this cancel reaches it: it still ends `completed`.
+        assert await launcher.cancel(done.model_dump(), "proj_default")
+        handle = temporal.get_workflow_handle(done.id)
+        result = await asyncio.wait_for(handle.result(), timeout=30)
+        assert result["status"] == "completed"
+        assert client.beta.threads.runs.retrieve(done.id, thread_id=thread.id) == done
+        description = await handle.describe()
+        assert description.status == WorkflowExecutionStatus.COMPLETED
+        # And once the workflow has closed, a cancel is a no-op too.
         assert await launcher.cancel(done.model_dump(), "proj_default")
         assert client.beta.threads.runs.retrieve(done.id, thread_id=thread.id) == done
-        description = await temporal.get_workflow_handle(done.id).describe()
-        assert description.status == WorkflowExecutionStatus.COMPLETED
 
         thread_id, run_id, _ = _waiting_run(client, model)
         client.beta.threads.runs.cancel(run_id, thread_id=thread_id)
