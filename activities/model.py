@@ -32,6 +32,7 @@ from assistants.store.runs import RunEnd
 from assistants.tools import ToolRegistry
 from workflows.shared import (
     FILES_PENDING,
+    RUN_ENDS,
     RUN_NOT_ACTIVE,
     GenerateInput,
     GenerateResult,
@@ -62,17 +63,11 @@ def _tool_choice(value: Any) -> Any:
     return None  # file_search / code_interpreter are not function tools
 
 
-# How a round's finish ends the run; the workflow maps `GenerateResult.finish` the same way.
-_END_STATUS = {"stop": "completed", "length": "incomplete", "prompt_limit": "incomplete"}
-_INCOMPLETE_REASON = {"length": "max_completion_tokens", "prompt_limit": "max_prompt_tokens"}
-
-
 def _answered(call: GenerateInput, run: Any) -> GenerateResult:
     """The result an earlier attempt of `call` returned, from the run it ended."""
     reason = (run.incomplete_details or {}).get("reason")
-    finish = "stop"
-    if run.status == "incomplete":
-        finish = "prompt_limit" if reason == "max_prompt_tokens" else "length"
+    ended = (run.status, reason)
+    finish = next((f for f, end in RUN_ENDS.items() if end == ended), "stop")
     total = run.usage or {}
     usage = Usage(
         max(0, int(total.get("prompt_tokens", 0)) - call.prompt_tokens_used),
@@ -343,9 +338,9 @@ class ModelActivities:
             images=images,
             annotations=annotations,
             end=RunEnd(
-                _END_STATUS[finish],
+                RUN_ENDS[finish][0],
                 usage=total.as_object() if total.total_tokens else None,
-                incomplete_reason=_INCOMPLETE_REASON.get(finish),
+                incomplete_reason=RUN_ENDS[finish][1],
             ),
         )
         return GenerateResult(finish=finish, usage=usage)

@@ -23,9 +23,11 @@ import signal
 import sys
 
 import uvicorn
+from temporalio.worker import Worker
 
 from assistants.api.app import build_services, create_app
 from assistants.api.context import Services
+from assistants.backends import ChatBackend
 from assistants.backends.factory import backend_from_settings
 from assistants.config import Settings
 from assistants.devserver import TemporalDevServer
@@ -54,25 +56,27 @@ async def _api(settings: Settings) -> None:
     services = await build_services(settings)
     try:
         if settings.api_worker:
-            from worker import build_worker  # the top-level worker module
-
             # A worker on the API's own client: Temporal hands a started run's first workflow
             # task back in the start response (eager start), and its model activity to the same
             # worker (eager activity execution), skipping two trips through matching.
-            worker = build_worker(
-                services.launcher.client,
-                settings,
-                services.store,
-                backend_from_settings(settings),
-                blobs=services.blobs,
-            )
-            async with worker:
+            async with _embedded_worker(settings, services, backend_from_settings(settings)):
                 await _serve_api(settings, services)
         else:
             await _serve_api(settings, services)
     finally:
         await close_blob_storage(services.blobs)
         await services.store.close()
+
+
+def _embedded_worker(
+    settings: Settings, services: Services, backend: ChatBackend, tools: ToolRegistry | None = None
+) -> Worker:
+    """A Temporal worker sharing the API's client and store (`dev`, `api` with `api_worker`)."""
+    from worker import build_worker  # the top-level worker module
+
+    return build_worker(
+        services.launcher.client, settings, services.store, backend, tools, blobs=services.blobs
+    )
 
 
 def _dev_key(settings: Settings) -> str:
@@ -106,7 +110,7 @@ def _banner(settings: Settings, key: str, backend: str, ui: str | None) -> str:
 
 
 async def _dev(settings: Settings) -> None:
-    from worker import build_worker, sandbox_host_if_enabled  # the top-level worker module
+    from worker import sandbox_host_if_enabled  # the top-level worker module
 
     # Load the tools first: a bad module is reported before anything starts.
     tools = ToolRegistry.from_modules(settings.tool_module_list)
@@ -127,14 +131,7 @@ async def _dev(settings: Settings) -> None:
         settings = settings.model_copy(update={"bootstrap_api_key": key})
         services = await build_services(settings)
         backend = backend_from_settings(settings)
-        worker = build_worker(
-            services.launcher.client,
-            settings,
-            services.store,
-            backend,
-            tools,
-            blobs=services.blobs,
-        )
+        worker = _embedded_worker(settings, services, backend, tools)
         print(_banner(settings, key, backend.name, server.ui_url), flush=True)
         codec: asyncio.Task[None] | None = None
         if settings.payload_encryption_keys:

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.shared import (
         CANCEL_SIGNAL,
         FILES_PENDING,
+        RUN_ENDS,
         RUN_NOT_ACTIVE,
         SUBMIT_TOOL_OUTPUTS_UPDATE,
         WORKFLOW_NAME,
@@ -313,12 +314,9 @@ class RunWorkflow:
                     return await self._cancelled()
                 return _failure(error)
             self._usage.add(result.usage)
-            if result.finish == "length":
-                return _Outcome("incomplete", incomplete_reason="max_completion_tokens")
-            if result.finish == "prompt_limit":
-                return _Outcome("incomplete", incomplete_reason="max_prompt_tokens")
             if result.finish != "tool_calls":
-                return _Outcome("completed")
+                status, reason = RUN_ENDS.get(result.finish, RUN_ENDS["stop"])
+                return _Outcome(status, incomplete_reason=reason)
             outcome = await self._tool_round(run, call.tool_step_id, result.tool_calls)
             if outcome is not None:
                 return outcome

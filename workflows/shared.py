@@ -144,6 +144,15 @@ class GenerateInput:
     completion_tokens_used: int = 0
 
 
+# How a model round that called no tools ends the run, by `GenerateResult.finish`: the terminal
+# status and its `incomplete_details.reason`. The model activity ends the run this way in the
+# answer's commit, and the workflow reaches the same outcome from the result.
+RUN_ENDS: dict[str, tuple[str, str | None]] = {
+    "stop": ("completed", None),
+    "length": ("incomplete", "max_completion_tokens"),
+    "prompt_limit": ("incomplete", "max_prompt_tokens"),
+}
+
 # `GenerateResult.finish` when file_search's thread store still ingests attached files: the model
 # was not called; the workflow waits a moment and asks again.
 FILES_PENDING = "files_pending"

@@ -276,15 +276,6 @@ class RunStore:
 
     # --- worker side -------------------------------------------------------------------------
 
-    async def load(self, run_id: str) -> Row[Any]:
-        return await self._db.read(lambda conn: run_row(conn, run_id))
-
-    async def context_messages(self, thread_id: str, run_id: str) -> list[Any]:
-        """The thread's messages in order, for the model prompt — except those this run wrote
-        (they come back, interleaved with its tool rounds, from `ToolCallStore.run_turns`)."""
-        query = _context_query(thread_id, run_id)
-        return await self._db.read(lambda conn: list(conn.execute(query).all()))
-
     async def event_snapshot(self, run_id: str, event: str) -> tuple[JSONDict, int] | None:
         """The run object as the newest `event` (e.g. `thread.run.completed`) carried it."""
         return await self._db.read(lambda conn: events.latest_named(conn, run_id, event))
@@ -301,10 +292,11 @@ class RunStore:
         ]
 
     async def start_round(self, run_id: str, round_key: str, message_id: str) -> RoundStart:
-        """The start of a model round in one transaction: `queued → in_progress` (as
-        `mark_in_progress`), the run, and the thread's messages for the prompt (as
-        `context_messages`). One commit instead of three round trips on the way to the first
-        token; the messages are read only when the round goes ahead.
+        """The start of a model round in one transaction: `queued → in_progress` (every round
+        starts `queued`: after tool outputs the run is `queued` again), the run, and the thread's
+        messages for the prompt except those this run wrote (they come back, interleaved with its
+        tool rounds, from `ToolCallStore.run_turns`). One commit on the way to the first token;
+        the messages are read only when the round goes ahead.
 
         A run that this round's answer (`message_id`) already ended is `answered`: an earlier
         attempt committed the answer and the run's end, then its worker died before Temporal
@@ -327,12 +319,6 @@ class RunStore:
             return RoundStart(status, row, history)
 
         return await self._db.write(tx)
-
-    async def mark_in_progress(self, run_id: str, round_key: str) -> str:
-        """`queued` → `in_progress` (at the start of every model round: after tool outputs the
-        run is `queued` again). Returns the status the run has afterwards."""
-
-        return await self._db.write(lambda conn: _mark_in_progress(conn, run_id, round_key))
 
     async def begin_message(
         self, run_id: str, step_id: str, message_id: str, first_delta: str = ""

@@ -81,9 +81,9 @@ async def test_event_log_is_ordered_and_idempotent(store: Store) -> None:
     assistant = await store.assistants.create("p", {"model": "m", "tools": [], "metadata": {}})
     thread = await store.threads.create("p", {}, None, [])
     run = await store.runs.create("p", thread["id"], run_fields(assistant["id"]), [])
-    assert await store.runs.mark_in_progress(run["id"], "step_1") == "in_progress"
+    assert (await store.runs.start_round(run["id"], "step_1", "msg_x")).status == "in_progress"
     # retried: no new event
-    assert await store.runs.mark_in_progress(run["id"], "step_1") == "in_progress"
+    assert (await store.runs.start_round(run["id"], "step_1", "msg_x")).status == "in_progress"
     await store.runs.begin_message(run["id"], "step_1", "msg_1")
     await store.runs.begin_message(run["id"], "step_1", "msg_1")
     first = await store.db.write(

@@ -44,7 +44,7 @@ async def _run(store: Store) -> dict[str, Any]:
 async def _waiting(store: Store, step_id: str, call_ids: list[str]) -> dict[str, Any]:
     """A run in `requires_action` for `call_ids`, on the tool step `step_id`."""
     run = await _run(store)
-    assert await store.runs.mark_in_progress(run["id"], "r0") == "in_progress"
+    assert (await store.runs.start_round(run["id"], "r0", "msg_x")).status == "in_progress"
     assert await store.tool_calls.begin_step(run["id"], step_id)
     calls = [{"id": c, "name": "f", "arguments": "{}"} for c in call_ids]
     await store.tool_calls.store_calls(run["id"], step_id, calls, {})
@@ -92,7 +92,7 @@ async def test_a_failed_submission_retried_answers_success_once_applied(store: S
     assert await store.tool_calls.apply_submission(rid, "step_a", first.submission_id)  # retried
     step = await store.runs.get_step("p", tid, rid, "step_a")
     assert [c["function"]["output"] for c in step["step_details"]["tool_calls"]] == ["x", "x"]
-    await store.runs.mark_in_progress(rid, "r1")  # the run moved on
+    await store.runs.start_round(rid, "r1", "msg_x")  # the run moved on
 
     late = await store.tool_calls.stage_outputs("p", tid, rid, _outputs(["call_1", "call_2"], "y"))
     assert late.applied and late.step_id == "step_a"
