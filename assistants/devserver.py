@@ -24,6 +24,9 @@ from workflows.search_attributes import NAMES
 
 # Registered at start-up so operators can find runs in the Temporal UI.
 SEARCH_ATTRIBUTES = NAMES
+# `history.transferProcessorMaxPollRPS` (see `command`); production servers need the same
+# (deploy/compose/temporal-dynamicconfig.yaml, deploy/README.md).
+TRANSFER_POLL_RPS = 1000
 
 
 def temporal_binary() -> str:
@@ -110,6 +113,13 @@ class TemporalDevServer:
             # worker (eager activity execution) instead of through the task queue.
             "--dynamic-config-value",
             "system.enableActivityEagerExecution=true",
+            # Every workflow task that is not handed back eagerly (after an activity completes,
+            # a signal, an update) is a transfer task, and a history shard reads its transfer
+            # queue at most this often (default 20/s): up to 50 ms, 36 ms p50 here, between an
+            # activity's completion and the next workflow task. Reads are driven by new tasks,
+            # so a higher cap costs nothing while idle.
+            "--dynamic-config-value",
+            f"history.transferProcessorMaxPollRPS={TRANSFER_POLL_RPS}",
         ]
         if self.ui_port:
             cmd += ["--ui-port", str(self.ui_port)]

@@ -26,13 +26,11 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import func, inspect, select
-from sqlalchemy.engine import Connection
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from assistants.store import Store
-from assistants.store.migrations import LATEST, schema_version
+from assistants.store.migrations import LATEST, current_version
 
 log = structlog.get_logger(__name__)
 
@@ -40,14 +38,6 @@ OK = "ok"
 CHECK_TIMEOUT_S = 2.0
 CACHE_S = 1.0
 Report = tuple[bool, dict[str, Any]]
-
-
-def _schema_version(conn: Connection) -> int | None:
-    """The database's schema version; None before any migration ran."""
-    if not inspect(conn).has_table(schema_version.name):
-        return None
-    version: int | None = conn.execute(select(func.max(schema_version.c.version))).scalar()
-    return version
 
 
 def _failure(error: BaseException, timeout_s: float) -> str:
@@ -133,7 +123,7 @@ class Readiness:
             return "starting", "unknown"
         try:
             async with asyncio.timeout(self._timeout_s):
-                version = await self._store.db.read(_schema_version)
+                version = await self._store.db.read(current_version)
         except Exception as error:  # any failure to answer is "not ready", never a 500
             return _failure(error, self._timeout_s), "unknown"
         if version is None:

@@ -14,7 +14,18 @@ import time
 from collections.abc import Callable
 
 import structlog
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, inspect, select, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import Connection
 
 from assistants.store import tables
@@ -90,25 +101,29 @@ MIGRATIONS: list[Migration] = [
 LATEST = MIGRATIONS[-1][0]
 
 
+def current_version(conn: Connection) -> int | None:
+    """The database's schema version; None before any migration ran (no table, or no row)."""
+    if not inspect(conn).has_table(schema_version.name):
+        return None
+    version: int | None = conn.execute(select(func.max(schema_version.c.version))).scalar()
+    return version
+
+
 def _apply(conn: Connection) -> list[int]:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
-    fresh = not inspect(conn).has_table("schema_version")
+    current = current_version(conn)
     _version_metadata.create_all(conn)
-    current = conn.execute(
-        select(schema_version.c.version).order_by(schema_version.c.version.desc())
-    )
-    row = current.first()
     applied: list[int] = []
     now = int(time.time())
-    if fresh or row is None:
+    if current is None:
         metadata.create_all(conn)
         conn.execute(
             schema_version.insert(), [{"version": LATEST, "name": "created", "applied_at": now}]
         )
         return [LATEST]
     for version, name, fn in MIGRATIONS:
-        if version > row.version:
+        if version > current:
             fn(conn)
             conn.execute(
                 schema_version.insert(), [{"version": version, "name": name, "applied_at": now}]

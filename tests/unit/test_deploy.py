@@ -39,6 +39,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from assistants.config import Settings
+from assistants.devserver import TemporalDevServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -362,6 +363,30 @@ def test_compose_starts_in_order_and_checks_health() -> None:
         grace = float(service["environment"].get("ASSISTANTS_WORKER_SHUTDOWN_GRACE_S", grace))
         assert int(service["stop_grace_period"].removesuffix("s")) > grace, name
     assert services["worker"]["environment"]["ASSISTANTS_SANDBOX_WORKER"] == "false"
+
+
+def test_compose_temporal_gets_the_dynamic_config_dev_runs_with() -> None:
+    """The latency `dev` and the benchmarks measured depends on the dev server's dynamic config
+    (eager activities, the transfer queue's read rate): the compose Temporal must get the same
+    values, so a production deployment is not silently slower than what the README reports."""
+    shipped = yaml.safe_load((DEPLOY / "compose" / "temporal-dynamicconfig.yaml").read_text())
+    command = TemporalDevServer(port=7233).command()
+    dev = dict(
+        command[i + 1].split("=", 1)
+        for i, arg in enumerate(command)
+        if arg == "--dynamic-config-value"
+    )
+    assert "history.transferProcessorMaxPollRPS" in dev
+    for key, value in dev.items():
+        assert key in shipped, key
+        assert str(shipped[key][0]["value"]).lower() == value.lower(), key
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    temporal = compose["services"]["temporal"]
+    mounted = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    assert any(
+        v.startswith("./temporal-dynamicconfig.yaml:") and v.split(":")[1].endswith(mounted)
+        for v in temporal["volumes"]
+    )
 
 
 def test_compose_settings_are_real_settings() -> None:
