@@ -72,7 +72,10 @@ class TemporalDevServer:
         namespace: str = "default",
         ui_codec_endpoint: str | None = None,
         search_attributes: bool = True,
+        transfer_poll_rps: int = TRANSFER_POLL_RPS,
     ) -> None:
+        # Temporal's own default is 20: `bench.temporal_floor` measures against it.
+        self.transfer_poll_rps = transfer_poll_rps
         self.ui_codec_endpoint = ui_codec_endpoint
         # False: a bare namespace, as a fresh cluster's is (what `durable-assistants init` sets up).
         self.search_attributes = search_attributes
@@ -119,7 +122,7 @@ class TemporalDevServer:
             # activity's completion and the next workflow task. Reads are driven by new tasks,
             # so a higher cap costs nothing while idle.
             "--dynamic-config-value",
-            f"history.transferProcessorMaxPollRPS={TRANSFER_POLL_RPS}",
+            f"history.transferProcessorMaxPollRPS={self.transfer_poll_rps}",
         ]
         if self.ui_port:
             cmd += ["--ui-port", str(self.ui_port)]

@@ -8,6 +8,12 @@ Measured per workflow: start call → activity running (the floor under time to 
 start call → result (the floor under time to `completed`), plus the Temporal server's CPU per
 workflow.
 
+Then the floor under a tool round: a workflow whose two activities run one after the other, so
+that the workflow task between them is not handed back eagerly and goes through the history
+shard's transfer queue. It is measured against two servers, the one `dev` runs and one with
+Temporal's default transfer-queue read rate (`history.transferProcessorMaxPollRPS` = 20, the
+baseline), with the workflow-task dispatch (scheduled → started) read off the histories.
+
     .venv/bin/python -m bench.temporal_floor [--runs 200] [--concurrency 10]
 """
 
@@ -24,13 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity, workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from assistants.devserver import TemporalDevServer
+from assistants.devserver import TRANSFER_POLL_RPS, TemporalDevServer
 from bench.harness import cpu_seconds, summary, write_result
 
 _started: dict[str, float] = {}
+TEMPORAL_DEFAULT_TRANSFER_POLL_RPS = 20
 
 
 @activity.defn
@@ -47,6 +55,75 @@ class FloorWorkflow:
             touch, key, start_to_close_timeout=timedelta(seconds=10)
         )
         return result
+
+
+@workflow.defn
+class TwoStepWorkflow:
+    """An activity, then another: the workflow task between them waits in the transfer queue."""
+
+    @workflow.run
+    async def run(self, key: str) -> str:
+        await workflow.execute_activity(touch, key, start_to_close_timeout=timedelta(seconds=10))
+        result: str = await workflow.execute_activity(
+            touch, key, start_to_close_timeout=timedelta(seconds=10)
+        )
+        return result
+
+
+async def _dispatch_ms(client: Client, workflow_id: str) -> list[float]:
+    """Scheduled → started (seconds) of each workflow task not handed back in a response."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    scheduled: dict[int, Any] = {}
+    out: list[float] = []
+    for event in history.events:
+        at = event.event_time.ToDatetime()
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+            scheduled[event.event_id] = at
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            began = scheduled[event.workflow_task_started_event_attributes.scheduled_event_id]
+            if event.event_id > 3:  # the first one came back eagerly in the start response
+                out.append((at - began).total_seconds())
+    return out
+
+
+async def _two_steps(transfer_poll_rps: int, runs: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = TemporalDevServer(
+            db_file=Path(tmp) / "temporal.db", transfer_poll_rps=transfer_poll_rps
+        ).start()
+        try:
+            client = await Client.connect(server.address)
+            async with Worker(
+                client,
+                task_queue="two-steps",
+                workflows=[TwoStepWorkflow],
+                activities=[touch],
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            ):
+                totals: list[float] = []
+                dispatch: list[float] = []
+                for index in range(runs + 10):
+                    key = uuid.uuid4().hex
+                    begun = time.perf_counter()
+                    handle = await client.start_workflow(
+                        TwoStepWorkflow.run,
+                        key,
+                        id=key,
+                        task_queue="two-steps",
+                        request_eager_start=True,
+                    )
+                    await handle.result()
+                    _started.pop(key, None)
+                    if index >= 10:  # warm-up
+                        totals.append(time.perf_counter() - begun)
+                        dispatch += await _dispatch_ms(client, key)
+        finally:
+            server.stop()
+    return {
+        "history.transferProcessorMaxPollRPS": transfer_poll_rps,
+        "start_to_result_ms": summary(totals),
+        "workflow_task_dispatch_ms": summary(dispatch),
+    }
 
 
 async def _one(client: Client, queue: str) -> tuple[float, float]:
@@ -90,8 +167,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 server_cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / args.runs
         finally:
             server.stop()
+    two_steps = [
+        await _two_steps(TEMPORAL_DEFAULT_TRANSFER_POLL_RPS, args.runs // 2),
+        await _two_steps(TRANSFER_POLL_RPS, args.runs // 2),
+    ]
     return {
         "runs": args.runs,
+        "two_activities_in_sequence": two_steps,
         "start_to_activity_ms": summary([s for s, _ in sequential]),
         "start_to_result_ms": summary([d for _, d in sequential]),
         "concurrent": {
