@@ -70,7 +70,7 @@ class TwoStepWorkflow:
         return result
 
 
-async def _dispatch_ms(client: Client, workflow_id: str) -> list[float]:
+async def _dispatch_s(client: Client, workflow_id: str) -> list[float]:
     """Scheduled → started (seconds) of each workflow task not handed back in a response."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     scheduled: dict[int, Any] = {}
@@ -116,7 +116,7 @@ async def _two_steps(transfer_poll_rps: int, runs: int) -> dict[str, Any]:
                     _started.pop(key, None)
                     if index >= 10:  # warm-up
                         totals.append(time.perf_counter() - begun)
-                        dispatch += await _dispatch_ms(client, key)
+                        dispatch += await _dispatch_s(client, key)
         finally:
             server.stop()
     return {
