@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -127,9 +128,14 @@ def test_cancels_sent_while_temporal_is_down_arrive_when_it_is_back(
     active = _four_active_runs(client, model)
     own_temporal.kill()
     try:
-        for thread_id, run_id in active:
-            cancelling = client.beta.threads.runs.cancel(run_id, thread_id=thread_id)
-            assert cancelling.status == "cancelling"
+        # Concurrently: each answer waits for the start's bounded RPC timeout (seconds).
+        with ThreadPoolExecutor(len(active)) as pool:
+            answers = list(
+                pool.map(
+                    lambda run: client.beta.threads.runs.cancel(run[1], thread_id=run[0]), active
+                )
+            )
+        assert [a.status for a in answers] == ["cancelling"] * len(active)
         time.sleep(1.5)  # the sweeper tries, and fails, meanwhile
         outbox = _outbox(intents_stack, [run_id for _, run_id in active])
         assert set(outbox.values()) == {("cancelling", None)}

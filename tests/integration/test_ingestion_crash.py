@@ -16,6 +16,7 @@ import asyncio
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -317,14 +318,23 @@ def test_ingestion_requested_while_temporal_is_down_starts_when_it_is_back(
     store = client.vector_stores.create(name="outage")
     own_temporal.kill()
     try:
-        attached = client.vector_stores.files.create(vector_store_id=store.id, file_id=lone.id)
-        batch = client.vector_stores.file_batches.create(
-            vector_store_id=store.id, file_ids=[batched.id]
-        )
-        # A store whose expiry timer cannot be started yet (a "day" is 2 s on this stack).
-        expiring = client.vector_stores.create(
-            name="expiring", expires_after={"anchor": "last_active_at", "days": 1}
-        )
+        # Concurrently: each answer waits for its workflow start's bounded RPC timeout.
+        with ThreadPoolExecutor(3) as pool:
+            attaching = pool.submit(
+                client.vector_stores.files.create, vector_store_id=store.id, file_id=lone.id
+            )
+            batching = pool.submit(
+                client.vector_stores.file_batches.create,
+                vector_store_id=store.id,
+                file_ids=[batched.id],
+            )
+            # A store whose expiry timer cannot be started yet (a "day" is 2 s on this stack).
+            creating = pool.submit(
+                client.vector_stores.create,
+                name="expiring",
+                expires_after={"anchor": "last_active_at", "days": 1},
+            )
+            attached, batch, expiring = attaching.result(), batching.result(), creating.result()
         # Safe in the store, not yet a workflow.
         assert attached.status == "in_progress" and batch.file_counts.in_progress == 1
         time.sleep(1.0)

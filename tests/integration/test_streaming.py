@@ -343,7 +343,8 @@ def test_keepalive_comments_during_a_long_silence(
     assert lines[-2:] == ["data: [DONE]", ""] or lines[-1] == "data: [DONE]"
 
     # The SDK reads through keep-alives between events without a hiccup.
-    model.enqueue(Reply(text=ANSWER, ttft=0.3, tokens_per_second=1.5))  # silences > 0.5 s
+    # Four chunks 0.67 s apart: a keep-alive (every 0.5 s) falls between the deltas.
+    model.enqueue(Reply(text="Penguins swim.", ttft=0.3, tokens_per_second=1.5))
     names = [
         event.event
         for event in client.beta.threads.runs.create(
