@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from bench.harness import cpu_seconds, summary, write_result
 
 _started: dict[str, float] = {}
 TEMPORAL_DEFAULT_TRANSFER_POLL_RPS = 20
+QUEUE = "floor"
 
 
 @activity.defn
@@ -86,7 +89,12 @@ async def _dispatch_s(client: Client, workflow_id: str) -> list[float]:
     return out
 
 
-async def _two_steps(transfer_poll_rps: int, runs: int) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def _floor_stack(
+    workflow_class: type, transfer_poll_rps: int = TRANSFER_POLL_RPS
+) -> AsyncIterator[tuple[TemporalDevServer, Client]]:
+    """A fresh dev server (SQLite file, as `dev` runs it) and a worker in this process on
+    `QUEUE` for `workflow_class` and `touch`."""
     with tempfile.TemporaryDirectory() as tmp:
         server = TemporalDevServer(
             db_file=Path(tmp) / "temporal.db", transfer_poll_rps=transfer_poll_rps
@@ -95,30 +103,31 @@ async def _two_steps(transfer_poll_rps: int, runs: int) -> dict[str, Any]:
             client = await Client.connect(server.address)
             async with Worker(
                 client,
-                task_queue="two-steps",
-                workflows=[TwoStepWorkflow],
+                task_queue=QUEUE,
+                workflows=[workflow_class],
                 activities=[touch],
                 workflow_runner=UnsandboxedWorkflowRunner(),
             ):
-                totals: list[float] = []
-                dispatch: list[float] = []
-                for index in range(runs + 10):
-                    key = uuid.uuid4().hex
-                    begun = time.perf_counter()
-                    handle = await client.start_workflow(
-                        TwoStepWorkflow.run,
-                        key,
-                        id=key,
-                        task_queue="two-steps",
-                        request_eager_start=True,
-                    )
-                    await handle.result()
-                    _started.pop(key, None)
-                    if index >= 10:  # warm-up
-                        totals.append(time.perf_counter() - begun)
-                        dispatch += await _dispatch_s(client, key)
+                yield server, client
         finally:
             server.stop()
+
+
+async def _two_steps(transfer_poll_rps: int, runs: int) -> dict[str, Any]:
+    totals: list[float] = []
+    dispatch: list[float] = []
+    async with _floor_stack(TwoStepWorkflow, transfer_poll_rps) as (_, client):
+        for index in range(runs + 10):
+            key = uuid.uuid4().hex
+            begun = time.perf_counter()
+            handle = await client.start_workflow(
+                TwoStepWorkflow.run, key, id=key, task_queue=QUEUE, request_eager_start=True
+            )
+            await handle.result()
+            _started.pop(key, None)
+            if index >= 10:  # warm-up
+                totals.append(time.perf_counter() - begun)
+                dispatch += await _dispatch_s(client, key)
     return {
         "history.transferProcessorMaxPollRPS": transfer_poll_rps,
         "start_to_result_ms": summary(totals),
@@ -126,11 +135,11 @@ async def _two_steps(transfer_poll_rps: int, runs: int) -> dict[str, Any]:
     }
 
 
-async def _one(client: Client, queue: str) -> tuple[float, float]:
+async def _one(client: Client) -> tuple[float, float]:
     key = uuid.uuid4().hex
     begun = time.perf_counter()
     handle = await client.start_workflow(
-        FloorWorkflow.run, key, id=key, task_queue=queue, request_eager_start=True
+        FloorWorkflow.run, key, id=key, task_queue=QUEUE, request_eager_start=True
     )
     await handle.result()
     done = time.perf_counter()
@@ -138,35 +147,22 @@ async def _one(client: Client, queue: str) -> tuple[float, float]:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        server = TemporalDevServer(db_file=Path(tmp) / "temporal.db").start()
-        try:
-            client = await Client.connect(server.address)
-            queue = "floor"
-            async with Worker(
-                client,
-                task_queue=queue,
-                workflows=[FloorWorkflow],
-                activities=[touch],
-                workflow_runner=UnsandboxedWorkflowRunner(),
-            ):
-                for _ in range(10):  # warm-up
-                    await _one(client, queue)
-                sequential = [await _one(client, queue) for _ in range(args.runs)]
-                assert server.pid is not None
-                cpu_before = cpu_seconds(server.pid)
-                limit = asyncio.Semaphore(args.concurrency)
+    async with _floor_stack(FloorWorkflow) as (server, client):
+        for _ in range(10):  # warm-up
+            await _one(client)
+        sequential = [await _one(client) for _ in range(args.runs)]
+        assert server.pid is not None
+        cpu_before = cpu_seconds(server.pid)
+        limit = asyncio.Semaphore(args.concurrency)
 
-                async def limited() -> tuple[float, float]:
-                    async with limit:
-                        return await _one(client, queue)
+        async def limited() -> tuple[float, float]:
+            async with limit:
+                return await _one(client)
 
-                began = time.perf_counter()
-                await asyncio.gather(*(limited() for _ in range(args.runs)))
-                wall = time.perf_counter() - began
-                server_cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / args.runs
-        finally:
-            server.stop()
+        began = time.perf_counter()
+        await asyncio.gather(*(limited() for _ in range(args.runs)))
+        wall = time.perf_counter() - began
+        server_cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / args.runs
     two_steps = [
         await _two_steps(TEMPORAL_DEFAULT_TRANSFER_POLL_RPS, args.runs // 2),
         await _two_steps(TRANSFER_POLL_RPS, args.runs // 2),

@@ -15,6 +15,7 @@ from temporalio.client import Client
 from assistants.devserver import TemporalDevServer
 from assistants.testing.scripted_model import Reply, ScriptedModel
 from tests.conftest import database_url
+from tests.support.messages import text_of
 from tests.support.stack import Stack
 
 
@@ -53,7 +54,7 @@ def test_runs_complete_on_the_api_hosted_worker(
     )
     assert run.status == "completed"
     messages = client.beta.threads.messages.list(thread_id=thread.id, order="asc").data
-    assert messages[-1].content[0].text.value == "Polled answer."  # type: ignore[union-attr]
+    assert text_of(messages[-1]) == "Polled answer."
 
     model.enqueue(Reply(text="Streamed answer."))
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Two?"}])
@@ -62,7 +63,7 @@ def test_runs_complete_on_the_api_hosted_worker(
         streamed = s.get_final_run()
         final = s.get_final_messages()
     assert streamed.status == "completed"
-    assert final[-1].content[0].text.value == "Streamed answer."  # type: ignore[union-attr]
+    assert text_of(final[-1]) == "Streamed answer."
 
     # Eager start: the first workflow task was started by the start request itself (about 0.1
     # ms after the workflow's start event here), not by a poll that matching answered later

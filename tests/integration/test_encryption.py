@@ -33,6 +33,7 @@ from assistants.devserver import TemporalDevServer, free_port
 from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec
 from assistants.trigger import MessageInput, RunRequest, RunResult, start_run
 from tests.conftest import started_stack
+from tests.support.messages import text_of
 from tests.support.stack import Stack
 from workflows.search_attributes import THREAD_ID
 from workflows.shared import RunInput
@@ -314,7 +315,7 @@ async def test_history_holds_only_ciphertext(
     runs = await client.beta.threads.runs.list(thread_id=thread_id)
     assert [(r.id, r.status) for r in runs.data] == [(run_id, "completed")]
     messages = await client.beta.threads.messages.list(thread_id=thread_id, order="asc")
-    texts = [(m.role, m.content[0].text.value) for m in messages.data]  # type: ignore[union-attr]
+    texts = [(m.role, text_of(m)) for m in messages.data]
     assert texts == [
         ("user", f"Look up {user_secret}, please."),
         ("assistant", f"The record says {reply_secret}."),
@@ -460,7 +461,7 @@ async def test_key_rotation_under_a_waiting_run(
     )
     assert done.status == "completed", done.last_error
     messages = await client.beta.threads.messages.list(thread_id=thread.id)
-    assert messages.data[0].content[0].text.value == f"Found {reply_secret}"  # type: ignore[union-attr]
+    assert text_of(messages.data[0]) == f"Found {reply_secret}"
 
     history = await _plain_history(temporal, run.id)
     _assert_not_in_history(history, [user_secret, reply_secret])

@@ -15,6 +15,7 @@ from openai.types.beta.threads import Run
 
 from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec
 from tests.conftest import wait_for_status
+from tests.support.messages import text_of
 from tests.support.stack import Stack
 
 WEATHER: Any = {
@@ -114,7 +115,7 @@ def test_poll_two_parallel_calls_then_submit(client: openai.OpenAI, model: Scrip
         (calls[1].id, "10%"),
     ]
     messages = client.beta.threads.messages.list(thread_id=thread.id).data
-    assert messages[0].content[0].text.value == "22 degrees and a 10% chance of rain."  # type: ignore[union-attr]
+    assert text_of(messages[0]) == "22 degrees and a 10% chance of rain."
 
 
 def test_several_tool_rounds(client: openai.OpenAI, model: ScriptedModel) -> None:
@@ -148,7 +149,7 @@ def test_several_tool_rounds(client: openai.OpenAI, model: ScriptedModel) -> Non
         "message_creation",
     ]
     texts = [
-        m.content[0].text.value  # type: ignore[union-attr]
+        text_of(m)
         for m in client.beta.threads.messages.list(thread_id=thread.id, order="asc").data
         if m.role == "assistant"
     ]

@@ -19,6 +19,7 @@ from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec
 from assistants.trigger import MessageInput, RunRequest, start_run
 from tests.conftest import wait_for_status
 from tests.support.contract import validate
+from tests.support.messages import text_of
 from tests.support.stack import Stack
 
 MAX_REQUEST_BYTES: int = Settings.model_fields["max_request_bytes"].default
@@ -93,7 +94,7 @@ def test_a_thread_of_maximal_messages_fits_under_the_cap(stack: Stack) -> None:
     messages: Any = [{"role": "user", "content": "é" * 256_000} for _ in range(8)]
     thread = client.beta.threads.create(messages=messages)
     stored = client.beta.threads.messages.list(thread_id=thread.id, limit=100).data
-    assert [len(m.content[0].text.value) for m in stored] == [256_000] * 8  # type: ignore[union-attr]
+    assert [len(text_of(m)) for m in stored] == [256_000] * 8
 
 
 # --- the model's context window ------------------------------------------------------------------
@@ -161,7 +162,7 @@ def test_lone_surrogates_from_the_model_are_repaired_before_they_are_stored(
     run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
     assert run.status == "completed", run.last_error
     message = client.beta.threads.messages.list(thread_id=thread.id).data[0]
-    assert message.content[0].text.value == "split 😀 pair, lone \ufffd half"  # type: ignore[union-attr]
+    assert text_of(message) == "split 😀 pair, lone \ufffd half"
 
     # The model's arguments text itself holds a lone surrogate (its JSON chunk escapes it).
     model.enqueue(Reply(tool_calls=[ToolCallSpec(name="lookup", arguments='{"q": "\ud800"}')]))

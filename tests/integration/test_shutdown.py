@@ -13,6 +13,7 @@ import pytest
 from assistants.devserver import TemporalDevServer
 from assistants.testing.scripted_model import Reply, ScriptedModel
 from tests.conftest import started_stack, wait_for_status
+from tests.support.messages import text_of
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.slow
@@ -70,7 +71,7 @@ def test_sigterm_during_a_model_call(grace_stack: Stack, model: ScriptedModel) -
     assert final.status == "completed"
     messages = client.beta.threads.messages.list(thread_id=thread.id).data
     assert [m.role for m in messages] == ["assistant", "user"]
-    assert messages[0].content[0].text.value == "Done on B."  # type: ignore[union-attr]
+    assert text_of(messages[0]) == "Done on B."
     assert len(model.requests) == 2  # the interrupted call, then the retry on worker B
     log = (stack.workdir / "worker.log").read_text()
     assert "worker ready" in log

@@ -24,6 +24,7 @@ from assistants.trigger import MessageInput, RunRequest, start_run
 from assistants.webhooks import verify
 from tests.conftest import wait_for_status
 from tests.support.caller_workflow import SupportTicketWorkflow
+from tests.support.messages import text_of
 from tests.support.stack import Stack
 from workflows.search_attributes import RUN_STATUS
 
@@ -136,7 +137,7 @@ async def test_a_callers_workflow_runs_the_assistant_as_a_child(
     assert run.status == "completed" and run.assistant_id == assistant.id
     assert run.metadata == {"ticket": "T-1"} and run.instructions == "Be brief."
     messages = client.beta.threads.messages.list(thread_id=result.thread_id, order="asc").data
-    assert [(m.role, m.content[0].text.value) for m in messages] == [  # type: ignore[union-attr]
+    assert [(m.role, text_of(m)) for m in messages] == [
         ("user", "My internet is down"),
         ("assistant", "Restart the router."),
     ]

@@ -35,7 +35,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from openai.types.beta.threads import Message
 from sqlalchemy import select
 
 from assistants.devserver import TemporalDevServer, free_port
@@ -43,6 +42,7 @@ from assistants.store.tables import messages, run_events, run_steps, runs
 from assistants.testing.postgres import PostgresCluster
 from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec
 from tests.integration.test_code_interpreter import _jailed_children
+from tests.support.messages import text_of
 from tests.support.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Server
 from tests.support.stack import Stack
 from tests.support.vector_stores import DbProbe
@@ -152,11 +152,6 @@ def topology(
         stack.stop()
 
 
-def _text(message: Message) -> str:
-    assert message.content[0].type == "text"
-    return message.content[0].text.value
-
-
 # --- the core flows, across both replicas ------------------------------------------------------
 
 
@@ -172,7 +167,7 @@ def test_core_flows_cross_both_replicas(topology: Topology, model: ScriptedModel
     assert run.status == "completed", run.last_error
     assert two.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "completed"
     listed = two.beta.threads.messages.list(thread_id=thread.id).data
-    assert [(m.role, _text(m)) for m in listed] == [
+    assert [(m.role, text_of(m)) for m in listed] == [
         ("assistant", "Hello from the other replica."),
         ("user", "Hello?"),
     ]
@@ -196,7 +191,7 @@ def test_core_flows_cross_both_replicas(topology: Topology, model: ScriptedModel
     assert "".join(deltas) == STREAMED
     seen = one.beta.threads.runs.retrieve(streamed_run.id, thread_id=thread.id)
     assert seen.status == "completed" and seen.completed_at is not None
-    assert _text(one.beta.threads.messages.list(thread_id=thread.id).data[0]) == STREAMED
+    assert text_of(one.beta.threads.messages.list(thread_id=thread.id).data[0]) == STREAMED
 
     # A client function: the run started on one replica, its outputs submitted to the other.
     helper = one.beta.assistants.create(model="gpt-4o", tools=[LOOKUP])
@@ -213,7 +208,7 @@ def test_core_flows_cross_both_replicas(topology: Topology, model: ScriptedModel
     assert done.status == "completed", done.last_error
     tool_turns = [m for m in model.requests[-1]["messages"] if m["role"] == "tool"]
     assert [(t["tool_call_id"], t["content"]) for t in tool_turns] == [(call.id, "42")]
-    assert _text(one.beta.threads.messages.list(thread_id=thread.id).data[0]) == "It is 42."
+    assert text_of(one.beta.threads.messages.list(thread_id=thread.id).data[0]) == "It is 42."
 
     # A file uploaded to S3 through one replica, downloaded and indexed through the other, then
     # searched by a run (the worker reads the bytes from S3 to index them).
@@ -272,7 +267,7 @@ def test_core_flows_cross_both_replicas(topology: Topology, model: ScriptedModel
     ]
     assert _jailed_children(topology.sandbox_host.pid)
     assert not any(_jailed_children(worker.pid) for worker in topology.model_workers)
-    assert _text(one.beta.threads.messages.list(thread_id=thread.id).data[0]) == (
+    assert text_of(one.beta.threads.messages.list(thread_id=thread.id).data[0]) == (
         "Revenue totals 45."
     )
 
@@ -452,7 +447,7 @@ def test_sigkill_of_a_replica_and_a_worker_under_load_loses_nothing(
         run = two.beta.threads.runs.retrieve(flight.run_id, thread_id=flight.thread_id)
         assert run.status == "completed", run.last_error
         listed = two.beta.threads.messages.list(thread_id=flight.thread_id).data
-        assert [(m.role, _text(m)) for m in listed] == [
+        assert [(m.role, text_of(m)) for m in listed] == [
             ("assistant", answer),
             ("user", f"Question {flight.index}."),
         ]

@@ -247,9 +247,8 @@ def receiver() -> Iterator[Receiver]:
         thread.join(5)
 
 
-async def _finished_run(
-    store: Store, project_id: str = "p", *, finished: bool = True
-) -> dict[str, Any]:
+async def _run(store: Store, project_id: str = "p", *, finished: bool = True) -> dict[str, Any]:
+    """A run of a new assistant on a new thread, `completed` unless `finished` is False."""
     now = int(time.time())
     assistant = await store.assistants.create(
         project_id, {"model": "m", "tools": [], "metadata": {}}
@@ -292,7 +291,7 @@ async def _webhook(store: Store, receiver: Receiver, events: list[str] | None = 
 async def test_delivery_is_signed_and_verifiable(
     store: Store, receiver: Receiver, shared_client: bool
 ) -> None:
-    run = await _finished_run(store)
+    run = await _run(store)
     webhook_id = await _webhook(store, receiver)
     delivery = WebhookDelivery(
         webhook_id=webhook_id, run_id=run["id"], event="thread.run.completed", delivery_id="evt_1"
@@ -322,7 +321,7 @@ async def test_delivery_is_signed_and_verifiable(
 
 @pytest.mark.parametrize("status", [500, 503, 408, 429])
 async def test_server_errors_are_retried(store: Store, receiver: Receiver, status: int) -> None:
-    run = await _finished_run(store)
+    run = await _run(store)
     receiver.status = status
     delivery = WebhookDelivery(
         await _webhook(store, receiver), run["id"], "thread.run.completed", "e"
@@ -337,7 +336,7 @@ async def test_server_errors_are_retried(store: Store, receiver: Receiver, statu
 
 @pytest.mark.parametrize("status", [400, 404, 410])
 async def test_client_errors_are_final(store: Store, receiver: Receiver, status: int) -> None:
-    run = await _finished_run(store)
+    run = await _run(store)
     receiver.status = status
     delivery = WebhookDelivery(
         await _webhook(store, receiver), run["id"], "thread.run.completed", "e"
@@ -350,7 +349,7 @@ async def test_client_errors_are_final(store: Store, receiver: Receiver, status:
 
 
 async def test_an_unreachable_receiver_is_retried(store: Store) -> None:
-    run = await _finished_run(store)
+    run = await _run(store)
     created = await store.webhooks.create("p", f"http://127.0.0.1:{free_port()}/", [])
     delivery = WebhookDelivery(created["id"], run["id"], "thread.run.completed", "e")
     with pytest.raises(ApplicationError) as raised:
@@ -360,7 +359,7 @@ async def test_an_unreachable_receiver_is_retried(store: Store) -> None:
 
 
 async def test_a_deleted_webhook_gets_nothing(store: Store, receiver: Receiver) -> None:
-    run = await _finished_run(store)
+    run = await _run(store)
     webhook_id = await _webhook(store, receiver)
     await store.webhooks.delete("p", webhook_id)
     delivery = WebhookDelivery(webhook_id, run["id"], "thread.run.completed", "e")
@@ -375,12 +374,12 @@ async def test_finishing_a_run_names_the_webhooks_to_notify(
     failures = await _webhook(store, receiver, ["thread.run.failed"])
     state = RunStateActivities(store)
     env = ActivityEnvironment()
-    run = await _finished_run(store, finished=False)
+    run = await _run(store, finished=False)
     failed = await env.run(state.finish, FinishInput(run["id"], "failed", project_id="p"))
     assert failed.status == "failed" and failed.webhooks == [everything, failures]
     # A run its answer already completed (the model activity ends it in the answer's commit):
     # the store's status stands, whatever the workflow concluded, and its subscribers are told.
-    run = await _finished_run(store)
+    run = await _run(store)
     late = await env.run(state.finish, FinishInput(run["id"], "failed", project_id="p"))
     assert late.status == "completed" and late.webhooks == [everything]
     other = await env.run(state.finish, FinishInput(run["id"], "failed", project_id="q"))
