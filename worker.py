@@ -63,6 +63,7 @@ def build_worker(
         context_tokens=settings.model_context_tokens,
         completion_reserve_tokens=settings.model_completion_reserve_tokens,
         code_execution_s=settings.sandbox_execution_timeout_s,
+        shutdown_grace_s=settings.worker_shutdown_grace_s,
     )
     state = RunStateActivities(
         store,
@@ -117,6 +118,8 @@ def build_worker(
         # are retried on another worker).
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s),
         max_concurrent_activities=200,
+        # Model rounds are local activities (workflows/run.py): as many as runs in flight.
+        max_concurrent_local_activities=200,
         # Workflow code is deterministic by review and by the replay suite, which replays every
         # recorded history in the sandbox; the sandbox's per-run re-import is not paid here.
         workflow_runner=(

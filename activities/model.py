@@ -14,7 +14,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.heartbeat import heartbeating
+from activities.heartbeat import NoLongerWanted, WorkerStopping, heartbeating
 from activities.images import ImageInliner
 from activities.messages import MessageWriter, RunNoLongerActive
 from activities.tool_calls import ToolCallWriter
@@ -34,6 +34,7 @@ from workflows.shared import (
     FILES_PENDING,
     RUN_ENDS,
     RUN_NOT_ACTIVE,
+    WORKER_STOPPING,
     GenerateInput,
     GenerateResult,
     ToolCallRef,
@@ -89,8 +90,11 @@ class ModelActivities:
         context_tokens: int = 128_000,
         completion_reserve_tokens: int = 4096,
         code_execution_s: float = 60.0,
+        shutdown_grace_s: float = 10.0,
     ) -> None:
         self._code_execution_s = code_execution_s
+        # A model round is a local activity, which the SDK does not cancel at shutdown.
+        self._shutdown_grace_s = shutdown_grace_s
         self._metrics = metrics or Metrics()
         self._context_tokens = context_tokens
         self._completion_reserve_tokens = completion_reserve_tokens
@@ -131,7 +135,15 @@ class ModelActivities:
 
     @activity.defn(name="generate")
     async def generate(self, call: GenerateInput) -> GenerateResult:
-        start = await self._store.runs.start_round(call.run_id, call.step_id, call.message_id)
+        local = activity.info().is_local
+        start = await self._store.runs.start_round(
+            call.run_id,
+            call.step_id,
+            call.message_id,
+            # A local activity's attempt count starts again on the worker that takes over a
+            # dead one's workflow task: the store says whether this round wrote output before.
+            steps=(call.step_id, call.tool_step_id) if local else (),
+        )
         run = start.run
         if start.status != "in_progress":
             if start.answered:
@@ -216,13 +228,14 @@ class ModelActivities:
             parallel_tool_calls=run.parallel_tool_calls if tools else None,
         )
         attempt = activity.info().attempt
+        retried = attempt > 1 or start.resumed
         writer = MessageWriter(
             self._store,
             call.run_id,
             call.step_id,
             call.message_id,
             self._flush_interval_s,
-            retried=attempt > 1,
+            retried=retried,
             citer=await self._searches.citer(run.id) if search and call.round_index > 0 else None,
         )
         calls = ToolCallWriter(
@@ -230,7 +243,7 @@ class ModelActivities:
             call.run_id,
             call.tool_step_id,
             self._flush_interval_s,
-            retried=attempt > 1,
+            retried=retried,
             parallel=bool(run.parallel_tool_calls),
             code_tool=code_tool.TOOL_NAME if code_tool.enabled(run.tools) else None,
             search_ranking=search_tool.ranking_options(run.tools, run.model) if search else None,
@@ -240,7 +253,10 @@ class ModelActivities:
         bound.info("model call", model=run.model, attempt=attempt)
         started = time.monotonic()
         try:
-            async with heartbeating():
+            async with heartbeating(
+                still_wanted=lambda: self._in_progress(call.run_id),
+                shutdown_grace_s=self._shutdown_grace_s,
+            ):
                 async for chunk in self._backend.stream(request):
                     if chunk.text and not calls.started:
                         await writer.add(chunk.text)
@@ -264,10 +280,15 @@ class ModelActivities:
                 result.usage.completion_tokens,
             )
             return result
-        except RunNoLongerActive:
+        except (RunNoLongerActive, NoLongerWanted):
             bound.info("run no longer in progress; model call stopped")
             raise ApplicationError(
                 "the run is no longer in progress", type=RUN_NOT_ACTIVE, non_retryable=True
+            ) from None
+        except WorkerStopping:
+            bound.info("worker stopping; model call stopped, handed to another worker")
+            raise ApplicationError(
+                "the worker is stopping", type=WORKER_STOPPING, non_retryable=True
             ) from None
         except BackendError as error:
             bound.warning(
@@ -344,6 +365,9 @@ class ModelActivities:
             ),
         )
         return GenerateResult(finish=finish, usage=usage)
+
+    async def _in_progress(self, run_id: str) -> bool:
+        return await self._store.runs.status(run_id) == "in_progress"
 
     async def _check_stores(self, run: Any, store_ids: list[str]) -> None:
         """A run uses its stores (their `last_active_at` moves); an expired or missing one ends

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         RUN_ENDS,
         RUN_NOT_ACTIVE,
         SUBMIT_TOOL_OUTPUTS_UPDATE,
+        WORKER_STOPPING,
         WORKFLOW_NAME,
         ApplyOutputsInput,
         CompleteStepInput,
@@ -80,6 +81,15 @@ FILES_PENDING_POLL = timedelta(seconds=1)
 RUN_ERROR_CODES = {"server_error", "rate_limit_exceeded", "invalid_prompt"}
 # The error type of a rejected or failed `submit_tool_outputs`; the API answers it with a 400.
 SUBMISSION_REJECTED = "invalid_request_error"
+# The patch that made model rounds local activities (runs started before it call the model as
+# a regular activity until they end).
+MODEL_ROUND_LOCAL = "model-round-local"
+
+
+class HandOver(RuntimeError):
+    """Raised in workflow code to fail the current workflow task, so that Temporal retries it
+    on another worker (an exception that is not a Temporal failure fails the task, not the
+    workflow)."""
 
 
 @dataclass
@@ -247,9 +257,9 @@ class RunWorkflow:
                 retry_policy=STATE_RETRY,
                 summary=f"record the run of assistant {run.request.assistant_id}",
             )
-        except ActivityError as error:
+        except (ActivityError, ApplicationError) as error:
             # Unknown assistant, busy thread, bad input: the caller's child workflow fails with
-            # the API's own message.
+            # the API's own message. (A local activity's final failure is its ApplicationError.)
             raise ApplicationError(
                 _error_message(error), type="invalid_request_error", non_retryable=True
             ) from None
@@ -309,10 +319,17 @@ class RunWorkflow:
                 self._set_status("in_progress")
             try:
                 result = await self._generate(run, call)
-            except ActivityError as error:
-                if _is_run_not_active(error):
+            # A local activity's final failure arrives as its own ApplicationError; a regular
+            # activity's (and a local one's timeout or cancellation) wrapped in ActivityError.
+            except (ActivityError, ApplicationError) as error:
+                cause = error.cause if isinstance(error, ActivityError) else error
+                if isinstance(cause, ApplicationError) and cause.type == RUN_NOT_ACTIVE:
                     return await self._cancelled()
-                return _failure(error)
+                if isinstance(cause, ApplicationError) and cause.type == WORKER_STOPPING:
+                    # Fails this workflow task (not the run): nothing of it is recorded, and
+                    # Temporal gives the task to another worker at once, which calls again.
+                    raise HandOver("the worker stopped during the model call") from None
+                return _failure(cause, error)
             self._usage.add(result.usage)
             if result.finish != "tool_calls":
                 status, reason = RUN_ENDS.get(result.finish, RUN_ENDS["stop"])
@@ -329,20 +346,38 @@ class RunWorkflow:
 
     async def _generate(self, run: RunInput, call: GenerateInput) -> GenerateResult:
         t = run.timeouts
+        retry = RetryPolicy(
+            initial_interval=timedelta(seconds=t.retry_initial_s),
+            maximum_interval=timedelta(seconds=t.retry_max_interval_s),
+            maximum_attempts=t.retry_max_attempts,
+        )
         while True:
-            result = await workflow.execute_activity_method(
-                ModelActivities.generate,
-                call,
-                start_to_close_timeout=timedelta(seconds=t.model_call_s),
-                heartbeat_timeout=timedelta(seconds=t.model_heartbeat_s),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=t.retry_initial_s),
-                    maximum_interval=timedelta(seconds=t.retry_max_interval_s),
-                    maximum_attempts=t.retry_max_attempts,
-                ),
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                summary=f"call model {run.model}",
-            )
+            if workflow.patched(MODEL_ROUND_LOCAL):
+                # A local activity: it runs inside the workflow task that scheduled it, so the
+                # first round starts in the eagerly returned first task without a round trip to
+                # the server, and a plain run is one workflow task with no activity events.
+                # Its worker holds the task meanwhile (the SDK heartbeats it), so a cancel
+                # signal reaches this code only at the next task: the activity watches the
+                # store's `cancelling` itself. A dead worker's round runs again after the
+                # workflow-task timeout, and finds in the store what it had written.
+                result = await workflow.execute_local_activity_method(
+                    ModelActivities.generate,
+                    call,
+                    start_to_close_timeout=timedelta(seconds=t.model_call_s),
+                    retry_policy=retry,
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    summary=f"call model {run.model}",
+                )
+            else:  # runs started before MODEL_ROUND_LOCAL (tests/replay/README.md)
+                result = await workflow.execute_activity_method(
+                    ModelActivities.generate,
+                    call,
+                    start_to_close_timeout=timedelta(seconds=t.model_call_s),
+                    heartbeat_timeout=timedelta(seconds=t.model_heartbeat_s),
+                    retry_policy=retry,
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    summary=f"call model {run.model}",
+                )
             if result.finish != FILES_PENDING:
                 return result
             # file_search: the thread's store still ingests attached files (the activity bounds
@@ -468,12 +503,8 @@ class RunWorkflow:
         return from_uuid_hex(prefix, workflow.uuid4().hex)
 
 
-def _is_run_not_active(error: ActivityError) -> bool:
-    return isinstance(error.cause, ApplicationError) and error.cause.type == RUN_NOT_ACTIVE
-
-
-def _error_message(error: ActivityError) -> str:
-    cause = error.cause
+def _error_message(error: ActivityError | ApplicationError) -> str:
+    cause = error.cause if isinstance(error, ActivityError) else error
     if isinstance(cause, ApplicationError):
         return cause.message
     if isinstance(cause, TimeoutError):
@@ -481,8 +512,7 @@ def _error_message(error: ActivityError) -> str:
     return str(cause or error)
 
 
-def _failure(error: ActivityError) -> _Outcome:
-    cause = error.cause
+def _failure(cause: BaseException | None, error: Exception) -> _Outcome:
     if isinstance(cause, ApplicationError):
         code = cause.type if cause.type in RUN_ERROR_CODES else "server_error"
         return _Outcome("failed", error_code=code, error_message=cause.message)

@@ -15,6 +15,8 @@ CANCEL_SIGNAL = "cancel"
 SUBMIT_TOOL_OUTPUTS_UPDATE = "submit_tool_outputs"
 # Error type of an activity that found its run no longer `in_progress` (a cancel is under way).
 RUN_NOT_ACTIVE = "run_not_active"
+# Error type of a model round stopped because its worker shuts down (after the grace period).
+WORKER_STOPPING = "worker_stopping"
 
 
 @dataclass(frozen=True)

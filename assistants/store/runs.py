@@ -65,6 +65,9 @@ _MESSAGE_REASON = {
 _RUN_ROW = select(runs).where(runs.c.id == bindparam("run_id"))
 _RUN_ROW_LOCKED = _RUN_ROW.with_for_update()
 _RUN_STATUS = select(runs.c.status).where(runs.c.id == bindparam("run_id"))
+_ANY_STEP = (
+    select(run_steps.c.id).where(run_steps.c.id.in_(bindparam("ids", expanding=True))).limit(1)
+)
 _BY_ID: dict[str, Any] = {}
 
 
@@ -291,7 +294,14 @@ class RunStore:
             for row in rows
         ]
 
-    async def start_round(self, run_id: str, round_key: str, message_id: str) -> RoundStart:
+    async def status(self, run_id: str) -> str | None:
+        """The run's status, None if there is no such run (a model call's cancel watch)."""
+        found = await self._db.read(lambda conn: conn.scalar(_RUN_STATUS, {"run_id": run_id}))
+        return None if found is None else str(found)
+
+    async def start_round(
+        self, run_id: str, round_key: str, message_id: str, steps: tuple[str, ...] = ()
+    ) -> RoundStart:
         """The start of a model round in one transaction: `queued → in_progress` (every round
         starts `queued`: after tool outputs the run is `queued` again), the run, and the thread's
         messages for the prompt except those this run wrote (they come back, interleaved with its
@@ -300,7 +310,12 @@ class RunStore:
 
         A run that this round's answer (`message_id`) already ended is `answered`: an earlier
         attempt committed the answer and the run's end, then its worker died before Temporal
-        heard of it."""
+        heard of it.
+
+        A round whose `steps` (its message step and tool step) already exist is `resumed`: an
+        earlier attempt wrote output before it died, even when the attempt count cannot say so
+        (a local activity's attempts start again at 1 on the worker that replays its workflow).
+        """
 
         def tx(conn: Connection) -> RoundStart:
             status = _mark_in_progress(conn, run_id, round_key)
@@ -316,7 +331,8 @@ class RunStore:
                 )
                 return RoundStart(status, row, [], answered=answered)
             history = list(conn.execute(_context_query(row.thread_id, run_id)).all())
-            return RoundStart(status, row, history)
+            resumed = bool(steps) and conn.scalar(_ANY_STEP, {"ids": list(steps)}) is not None
+            return RoundStart(status, row, history, resumed=resumed)
 
         return await self._db.write(tx)
 
@@ -561,6 +577,7 @@ class RoundStart:
     run: Row[Any]
     history: list[Row[Any]]
     answered: bool = False
+    resumed: bool = False
 
 
 def _mark_in_progress(conn: Connection, run_id: str, round_key: str) -> str:

@@ -70,6 +70,29 @@ def test_cancel_a_queued_run_before_the_model_answers(
     assert [m.role for m in client.beta.threads.messages.list(thread_id=thread.id)] == ["user"]
 
 
+def test_cancel_reaches_a_model_call_that_has_not_answered_yet(
+    client: openai.OpenAI, model: ScriptedModel
+) -> None:
+    """A model round is a local activity, which hears no cancel signal while it runs: it
+    watches the store's `cancelling` itself, so a silent model is cut off within seconds,
+    not when it answers."""
+    assistant = client.beta.assistants.create(model="gpt-4o")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+    model.enqueue(Reply(text="much too late", ttft=60))
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    _wait(lambda: model.in_flight == 1)
+    wait_for_status(client, thread.id, run.id, {"in_progress"})
+    requested = time.monotonic()
+    assert client.beta.threads.runs.cancel(run.id, thread_id=thread.id).status == "cancelling"
+    final = wait_for_status(client, thread.id, run.id, {"cancelled", "completed", "failed"}, 30)
+    assert final.status == "cancelled"
+    _wait(lambda: model.in_flight == 0, timeout=5)  # the model stream was closed
+    # Without the watch, the signal would reach the workflow only at its next workflow task
+    # (the SDK ends a task whose local activity runs on only near its 10 s timeout).
+    assert time.monotonic() - requested < 5, "the cancel waited for the workflow task"
+    assert [m.role for m in client.beta.threads.messages.list(thread_id=thread.id)] == ["user"]
+
+
 def test_cancel_of_a_completed_run_is_refused(client: openai.OpenAI, model: ScriptedModel) -> None:
     assistant = client.beta.assistants.create(model="gpt-4o")
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])

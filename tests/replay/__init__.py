@@ -6,6 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 HISTORIES_DIR = Path(__file__).parent / "histories"
+# Every scenario as recorded before a `workflow.patched` change, kept (and replayed) for as long
+# as runs started before the patch can be in flight: the patch id → its folder.
+BEFORE_PATCH_DIRS: dict[str, Path] = {
+    # Model rounds were regular activities (`generate` scheduled, started, completed).
+    "model-round-local": HISTORIES_DIR / "before-model-round-local",
+}
 
 # One recorded history per scenario, `histories/<name>.json`; `tests.replay.record` records them
 # all, and `tests/unit/test_replay.py` fails if one of them is missing.

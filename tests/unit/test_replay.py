@@ -1,6 +1,7 @@
 """Safe upgrades: the recorded histories in `tests/replay/histories/` replay against the current
 `RunWorkflow` code without a non-determinism error, so a change that would break in-flight runs
-fails here. Runs locally (no Temporal server); see tests/replay/README.md."""
+fails here. That includes the histories recorded before each `workflow.patched` change, which
+must take the old branch. Runs locally (no Temporal server); see tests/replay/README.md."""
 
 from __future__ import annotations
 
@@ -13,14 +14,43 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from tests.replay import HISTORIES_DIR, SCENARIOS
-from workflows.run import RunWorkflow
+from tests.replay import BEFORE_PATCH_DIRS, HISTORIES_DIR, SCENARIOS
+from workflows.run import MODEL_ROUND_LOCAL, RunWorkflow
 
 RECORD = ".venv/bin/python -m tests.replay.record"
 
 
-def _files() -> list[Path]:
-    return sorted(HISTORIES_DIR.glob("*.json"))
+def _files(folder: Path = HISTORIES_DIR) -> list[Path]:
+    return sorted(folder.glob("*.json"))
+
+
+def _all_files() -> list[Path]:
+    return _files() + [path for folder in BEFORE_PATCH_DIRS.values() for path in _files(folder)]
+
+
+def _label(path: Path) -> str:
+    return str(path.relative_to(HISTORIES_DIR).with_suffix(""))
+
+
+def _patches(history: WorkflowHistory) -> set[str]:
+    """The patch ids the recorded run's `workflow.patched` calls marked."""
+    found: set[str] = set()
+    for event in history.events:
+        if event.HasField("marker_recorded_event_attributes"):
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_patch":
+                found.update(
+                    json.loads(p.data)["id"] for p in marker.details["patch-data"].payloads
+                )
+    return found
+
+
+def _activity_types(history: WorkflowHistory) -> set[str]:
+    return {
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    }
 
 
 def _load(path: Path) -> WorkflowHistory:
@@ -39,10 +69,11 @@ def _reason(error: Exception) -> str:
 
 
 def test_every_scenario_has_a_complete_history() -> None:
-    present = {path.stem for path in _files()}
-    missing = [name for name in SCENARIOS if name not in present]
-    assert not missing, f"missing histories {missing} in {HISTORIES_DIR}: run `{RECORD}`"
-    for path in _files():
+    for folder in (HISTORIES_DIR, *BEFORE_PATCH_DIRS.values()):
+        present = {path.stem for path in _files(folder)}
+        missing = [name for name in SCENARIOS if name not in present]
+        assert not missing, f"missing histories {missing} in {folder}: run `{RECORD}`"
+    for path in _all_files():
         history = _load(path)
         assert history.workflow_id.startswith("run_"), path.name
         last = history.events[-1]
@@ -51,8 +82,22 @@ def test_every_scenario_has_a_complete_history() -> None:
         )
 
 
+def test_both_sides_of_the_model_round_patch_are_recorded() -> None:
+    """The current recordings call the model as a local activity (they carry the patch's
+    marker and schedule no `generate` activity); the ones from before the patch do the
+    opposite, so the replay below covers both branches of `RunWorkflow._generate`."""
+    for path in _files():
+        history = _load(path)
+        assert MODEL_ROUND_LOCAL in _patches(history), path.name
+        assert "generate" not in _activity_types(history), path.name
+    for path in _files(BEFORE_PATCH_DIRS[MODEL_ROUND_LOCAL]):
+        history = _load(path)
+        assert MODEL_ROUND_LOCAL not in _patches(history), path.name
+        assert "generate" in _activity_types(history), path.name
+
+
 async def test_recorded_histories_replay_deterministically() -> None:
-    histories = {path.stem: _load(path) for path in _files()}
+    histories = {_label(path): _load(path) for path in _all_files()}
     assert histories, f"no histories in {HISTORIES_DIR}"
     names = {history.run_id: name for name, history in histories.items()}
 
