@@ -118,8 +118,10 @@ def build_worker(
         # are retried on another worker).
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s),
         max_concurrent_activities=200,
-        # Model rounds are local activities (workflows/run.py): as many as runs in flight.
+        # Model rounds are local activities (workflows/run.py), and a workflow task stays taken
+        # while its local activity runs: both as many as the model calls in flight.
         max_concurrent_local_activities=200,
+        max_concurrent_workflow_tasks=200,
         # Workflow code is deterministic by review and by the replay suite, which replays every
         # recorded history in the sandbox; the sandbox's per-run re-import is not paid here.
         workflow_runner=(
