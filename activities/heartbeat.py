@@ -41,10 +41,11 @@ async def heartbeating(
     still_wanted: Callable[[], Awaitable[bool]] | None = None,
     *,
     shutdown_grace_s: float = 10.0,
+    watch_interval_s: float = WATCH_INTERVAL_S,
 ) -> AsyncIterator[None]:
     info = activity.info()
     if info.is_local:
-        async with _watching(still_wanted, shutdown_grace_s):
+        async with _watching(still_wanted, shutdown_grace_s, watch_interval_s):
             yield
         return
     timeout = info.heartbeat_timeout
@@ -66,7 +67,9 @@ async def heartbeating(
 
 @asynccontextmanager
 async def _watching(
-    still_wanted: Callable[[], Awaitable[bool]] | None, shutdown_grace_s: float
+    still_wanted: Callable[[], Awaitable[bool]] | None,
+    shutdown_grace_s: float,
+    interval_s: float,
 ) -> AsyncIterator[None]:
     body = asyncio.current_task()
     assert body is not None
@@ -79,7 +82,7 @@ async def _watching(
 
     async def watch() -> None:
         while still_wanted is not None:
-            await asyncio.sleep(WATCH_INTERVAL_S)
+            await asyncio.sleep(interval_s)
             if not await still_wanted():
                 stop(NoLongerWanted())
                 return

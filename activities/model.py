@@ -2,6 +2,11 @@
 
 Only ids and counters cross into Temporal history: the prompt is read from the store here and the
 text goes straight from the backend to the store and the event log.
+
+`generate` runs as a local activity (workflows/run.py; runs started before that change call it
+as a regular one, and then it heartbeats). As a local activity it watches the run's status in
+the store for a cancel, stops after the shutdown grace period when its worker stops, and asks the
+store, not its attempt count, whether an earlier attempt already wrote output.
 """
 
 from __future__ import annotations
@@ -150,6 +155,21 @@ class ModelActivities:
                 # An earlier attempt stored the answer and ended the run, then its worker died
                 # before Temporal heard of it: report what it did.
                 return _answered(call, run)
+            if start.status == "requires_action" and call.tool_step_id:
+                # As a local activity: an earlier attempt stored this round's calls and the same
+                # workflow task moved the run on to `requires_action`, then the worker died
+                # before Temporal recorded that task. Report the calls it stored.
+                earlier = await self._store.tool_calls.stored_round(call.tool_step_id)
+                if earlier is not None:
+                    stored, spent = earlier
+                    return GenerateResult(
+                        finish="tool_calls",
+                        usage=Usage(
+                            int(spent.get("prompt_tokens", 0)),
+                            int(spent.get("completion_tokens", 0)),
+                        ),
+                        tool_calls=self._refs(stored, run.tools),
+                    )
             raise ApplicationError(
                 "the run is no longer in progress", type=RUN_NOT_ACTIVE, non_retryable=True
             )
@@ -323,16 +343,7 @@ class ModelActivities:
         truncated = finish_reason == "length"
         if calls.started:
             stored = await calls.complete(usage.as_object())
-            refs = [
-                ToolCallRef(call_id=c["id"], name=c["name"], kind=c["type"])
-                if c.get("type") in (code_tool.KIND, search_tool.KIND)
-                else ToolCallRef(
-                    call_id=c["id"],
-                    name=c["name"],
-                    policy=self._registered_policy(c["name"], run.tools),
-                )
-                for c in stored
-            ]
+            refs = self._refs(stored, run.tools)
             return GenerateResult(finish="tool_calls", usage=usage, tool_calls=refs)
         images: list[str] = []
         annotations: list[dict[str, Any]] = []
@@ -380,6 +391,20 @@ class ModelActivities:
                 type="server_error",
                 non_retryable=True,
             ) from None
+
+    def _refs(
+        self, stored: list[dict[str, Any]], run_tools: list[dict[str, Any]]
+    ) -> list[ToolCallRef]:
+        return [
+            ToolCallRef(call_id=c["id"], name=c["name"], kind=c["type"])
+            if c.get("type") in (code_tool.KIND, search_tool.KIND)
+            else ToolCallRef(
+                call_id=c["id"],
+                name=c["name"],
+                policy=self._registered_policy(c["name"], run_tools),
+            )
+            for c in stored
+        ]
 
     def _registered_policy(self, name: str, run_tools: list[dict[str, Any]]) -> ToolPolicy | None:
         """The worker runs a call itself when the function is registered here and is one of the

@@ -112,6 +112,7 @@ class RunWorkflow:
         self._pending: list[str] | None = None
         self._pending_step = ""
         self._outputs_applied = False
+        self._client_round = False  # the last tool round waited for the client's outputs
         self._input: RunInput | None = None
         self._deliveries: list[asyncio.Task[None]] = []
 
@@ -318,7 +319,10 @@ class RunWorkflow:
             if not self._cancel_requested:
                 self._set_status("in_progress")
             try:
-                result = await self._generate(run, call)
+                # After the client's outputs the round is a regular activity: the update that
+                # delivered them is acknowledged when this workflow task completes, which a
+                # local activity would hold back for the whole model call.
+                result = await self._generate(run, call, local=not self._client_round)
             # A local activity's final failure arrives as its own ApplicationError; a regular
             # activity's (and a local one's timeout or cancellation) wrapped in ActivityError.
             except (ActivityError, ApplicationError) as error:
@@ -344,7 +348,7 @@ class RunWorkflow:
             "kept calling tools.",
         )
 
-    async def _generate(self, run: RunInput, call: GenerateInput) -> GenerateResult:
+    async def _generate(self, run: RunInput, call: GenerateInput, local: bool) -> GenerateResult:
         t = run.timeouts
         retry = RetryPolicy(
             initial_interval=timedelta(seconds=t.retry_initial_s),
@@ -352,7 +356,7 @@ class RunWorkflow:
             maximum_attempts=t.retry_max_attempts,
         )
         while True:
-            if workflow.patched(MODEL_ROUND_LOCAL):
+            if workflow.patched(MODEL_ROUND_LOCAL) and local:
                 # A local activity: it runs inside the workflow task that scheduled it, so the
                 # first round starts in the eagerly returned first task without a round trip to
                 # the server, and a plain run is one workflow task with no activity events.
@@ -368,7 +372,7 @@ class RunWorkflow:
                     cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                     summary=f"call model {run.model}",
                 )
-            else:  # runs started before MODEL_ROUND_LOCAL (tests/replay/README.md)
+            else:  # and runs started before MODEL_ROUND_LOCAL (tests/replay/README.md)
                 result = await workflow.execute_activity_method(
                     ModelActivities.generate,
                     call,
@@ -388,6 +392,7 @@ class RunWorkflow:
         self, run: RunInput, step_id: str, calls: list[ToolCallRef]
     ) -> _Outcome | None:
         """Answer one round's tool calls; an outcome only if the round ends the run."""
+        self._client_round = False
         registered = [c for c in calls if c.policy is not None]
         if registered:
             failures = await asyncio.gather(
@@ -420,6 +425,7 @@ class RunWorkflow:
             )
             return None
         self._pending, self._pending_step, self._outputs_applied = client_calls, step_id, False
+        self._client_round = True
         action = await workflow.execute_local_activity_method(
             RunStateActivities.require_action,
             RequireActionInput(

@@ -141,19 +141,7 @@ class ToolCallStore:
         step holds (an earlier attempt's, if it got there first), or None — nothing written —
         once the run left `in_progress`."""
 
-        def stored(step: Any) -> list[JSONDict]:
-            return [
-                {
-                    "id": c["id"],
-                    "name": c["function"]["name"],
-                    "arguments": c["function"]["arguments"],
-                }
-                if c["type"] == "function"
-                else file_search.call_ref(c)
-                if c["type"] == search_tool.KIND
-                else code_interpreter_ref(c)
-                for c in step.step_details["tool_calls"]
-            ]
+        stored = _stored_calls
 
         def tx(conn: Connection) -> list[JSONDict] | None:
             run = run_row(conn, run_id, lock=True)
@@ -190,6 +178,18 @@ class ToolCallStore:
             return stored(select_one(conn, run_steps, step_id))
 
         return await self._db.write(tx)
+
+    async def stored_round(self, step_id: str) -> tuple[list[JSONDict], JSONDict] | None:
+        """A model round's calls as `store_calls` returned them, with the round's usage; None
+        until they are stored."""
+
+        def tx(conn: Connection) -> tuple[list[JSONDict], JSONDict] | None:
+            step = conn.execute(select(run_steps).where(run_steps.c.id == step_id)).first()
+            if step is None or not step.step_details.get("tool_calls"):
+                return None
+            return _stored_calls(step), dict(step.usage or {})
+
+        return await self._db.read(tx)
 
     async def call(self, step_id: str, call_id: str) -> JSONDict:
         """One call of a step: `{id, type, function: {name, arguments, output}}`."""
@@ -576,3 +576,20 @@ def _applied_unacknowledged(conn: Connection, run_id: str, ids: list[str]) -> An
         if row.step_id is not None and set(_call_ids(row.outputs)) == set(ids):
             return row
     return None
+
+
+def _stored_calls(step: Any) -> list[JSONDict]:
+    """A tool-calls step's calls as a model round reports them (`{id, name, arguments}`, and the
+    built-in tools' references)."""
+    return [
+        {
+            "id": c["id"],
+            "name": c["function"]["name"],
+            "arguments": c["function"]["arguments"],
+        }
+        if c["type"] == "function"
+        else file_search.call_ref(c)
+        if c["type"] == search_tool.KIND
+        else code_interpreter_ref(c)
+        for c in step.step_details["tool_calls"]
+    ]

@@ -22,7 +22,7 @@ from assistants.store.migrations import LATEST
 from assistants.store.objects import text_content
 from assistants.store.tables import messages, run_events, run_steps, threads
 from assistants.testing.postgres import PostgresCluster
-from assistants.testing.scripted_model import Reply, ScriptedModel
+from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec
 from tests.unit.test_store import run_fields
 from workflows.shared import GenerateInput
 
@@ -129,3 +129,35 @@ async def test_a_run_cancelled_during_the_answer_is_left_to_the_workflow(
         await _attempt(activities, _call(run_id), attempt=1)
     run = await store.runs.get("p", thread_id, run_id)
     assert run["status"] == "cancelling" and scripted.requests == []
+
+
+async def test_a_local_round_rerun_after_requires_action_reports_its_stored_calls(
+    store: Store, scripted: ScriptedModel
+) -> None:
+    """As a local activity, the round and `require_action` run in one workflow task: a worker
+    that dies before Temporal records that task leaves the run in `requires_action`, and the
+    round runs again (attempt 1 on the next worker). It reports the calls it stored, and the
+    model is not called again."""
+    weather = {
+        "type": "function",
+        "function": {"name": "get_temperature", "parameters": {"type": "object"}},
+    }
+    scripted.enqueue(Reply(tool_calls=[ToolCallSpec("get_temperature", '{"city": "Oslo"}')]))
+    activities = ModelActivities(store, OpenAICompatibleBackend(scripted.base_url, "k"))
+    run_id, thread_id = await _queued_run(store, tools=[weather])
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, is_local=True)
+
+    first = await env.run(activities.generate, _call(run_id))
+    assert first.finish == "tool_calls"
+    (ref,) = first.tool_calls
+    assert ref.name == "get_temperature" and ref.policy is None
+    assert await store.tool_calls.require_action(run_id, "step_b", [ref.call_id])
+    written = await _counts(store, run_id)
+
+    again = await env.run(activities.generate, _call(run_id))
+    assert again == first
+    assert len(scripted.requests) == 1
+    assert await _counts(store, run_id) == written
+    run = await store.runs.get("p", thread_id, run_id)
+    assert run["status"] == "requires_action"

@@ -45,6 +45,17 @@ def _patches(history: WorkflowHistory) -> set[str]:
     return found
 
 
+def _local_activity_types(history: WorkflowHistory) -> set[str]:
+    found: set[str] = set()
+    for event in history.events:
+        if event.HasField("marker_recorded_event_attributes"):
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_local_activity":
+                (data,) = marker.details["data"].payloads
+                found.add(json.loads(data.data)["activity_type"])
+    return found
+
+
 def _activity_types(history: WorkflowHistory) -> set[str]:
     return {
         event.activity_task_scheduled_event_attributes.activity_type.name
@@ -83,16 +94,20 @@ def test_every_scenario_has_a_complete_history() -> None:
 
 
 def test_both_sides_of_the_model_round_patch_are_recorded() -> None:
-    """The current recordings call the model as a local activity (they carry the patch's
-    marker and schedule no `generate` activity); the ones from before the patch do the
-    opposite, so the replay below covers both branches of `RunWorkflow._generate`."""
+    """The current recordings carry the patch's marker and call the model as a local activity
+    (and, after a client's tool outputs, as a regular one); the ones from before the patch
+    only ever as a regular activity. So the replay below covers every branch of
+    `RunWorkflow._generate`."""
+    client_rounds = {"tool_round_trip", "tool_round_trip_streamed"}
     for path in _files():
         history = _load(path)
         assert MODEL_ROUND_LOCAL in _patches(history), path.name
-        assert "generate" not in _activity_types(history), path.name
+        assert "generate" in _local_activity_types(history), path.name
+        assert ("generate" in _activity_types(history)) == (path.stem in client_rounds), path.name
     for path in _files(BEFORE_PATCH_DIRS[MODEL_ROUND_LOCAL]):
         history = _load(path)
         assert MODEL_ROUND_LOCAL not in _patches(history), path.name
+        assert "generate" not in _local_activity_types(history), path.name
         assert "generate" in _activity_types(history), path.name
 
 

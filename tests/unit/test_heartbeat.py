@@ -1,0 +1,96 @@
+"""`heartbeating` in a local activity (a model round): no heartbeats, but the run's status and the
+worker's shutdown are watched, since neither a cancel signal nor the SDK's shutdown reaches a
+local activity while it runs (activities/heartbeat.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities.heartbeat import NoLongerWanted, WorkerStopping, heartbeating
+
+
+def _local() -> ActivityEnvironment:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, is_local=True)
+    return env
+
+
+async def test_a_local_body_stops_once_it_is_no_longer_wanted() -> None:
+    answers = [True, True, False]
+    checks = 0
+
+    async def still_wanted() -> bool:
+        nonlocal checks
+        checks += 1
+        return answers.pop(0)
+
+    async def body() -> str:
+        async with heartbeating(still_wanted, watch_interval_s=0.05):
+            await asyncio.sleep(30)
+        return "finished"
+
+    started = time.monotonic()
+    with pytest.raises(NoLongerWanted):
+        await _local().run(body)
+    assert checks == 3
+    assert time.monotonic() - started < 5
+
+
+async def test_a_local_body_that_is_still_wanted_finishes() -> None:
+    async def still_wanted() -> bool:
+        return True
+
+    async def body() -> str:
+        async with heartbeating(still_wanted, watch_interval_s=0.01):
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)  # no cancellation is left pending after the watch
+        return "finished"
+
+    assert await _local().run(body) == "finished"
+
+
+async def test_a_shutdown_gives_a_local_body_the_grace_period_then_stops_it() -> None:
+    async def still_wanted() -> bool:
+        return True
+
+    async def body(seconds: float) -> str:
+        async with heartbeating(still_wanted, shutdown_grace_s=0.3, watch_interval_s=0.05):
+            await asyncio.sleep(seconds)
+        return "finished"
+
+    quick = _local()
+    task = asyncio.create_task(quick.run(body, 0.1))
+    await asyncio.sleep(0.02)
+    quick.worker_shutdown()
+    assert await task == "finished"  # done within the grace period
+
+    slow = _local()
+    task = asyncio.create_task(slow.run(body, 30))
+    await asyncio.sleep(0.02)
+    stopping = time.monotonic()
+    slow.worker_shutdown()
+    with pytest.raises(WorkerStopping):
+        await task
+    assert 0.25 < time.monotonic() - stopping < 5
+
+
+async def test_a_cancellation_from_the_workflow_stays_a_cancellation() -> None:
+    async def still_wanted() -> bool:
+        return True
+
+    async def body() -> str:
+        async with heartbeating(still_wanted, watch_interval_s=0.05):
+            await asyncio.sleep(30)
+        return "finished"
+
+    env = _local()
+    task = asyncio.create_task(env.run(body))
+    await asyncio.sleep(0.05)
+    env.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
