@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
@@ -32,28 +33,24 @@ def _label(path: Path) -> str:
     return str(path.relative_to(HISTORIES_DIR).with_suffix(""))
 
 
+def _marker_data(history: WorkflowHistory, name: str, detail: str) -> list[Any]:
+    """The decoded JSON of the SDK's own markers named `name` (plain by design)."""
+    return [
+        json.loads(payload.data)
+        for event in history.events
+        if event.HasField("marker_recorded_event_attributes")
+        and event.marker_recorded_event_attributes.marker_name == name
+        for payload in event.marker_recorded_event_attributes.details[detail].payloads
+    ]
+
+
 def _patches(history: WorkflowHistory) -> set[str]:
     """The patch ids the recorded run's `workflow.patched` calls marked."""
-    found: set[str] = set()
-    for event in history.events:
-        if event.HasField("marker_recorded_event_attributes"):
-            marker = event.marker_recorded_event_attributes
-            if marker.marker_name == "core_patch":
-                found.update(
-                    json.loads(p.data)["id"] for p in marker.details["patch-data"].payloads
-                )
-    return found
+    return {data["id"] for data in _marker_data(history, "core_patch", "patch-data")}
 
 
 def _local_activity_types(history: WorkflowHistory) -> set[str]:
-    found: set[str] = set()
-    for event in history.events:
-        if event.HasField("marker_recorded_event_attributes"):
-            marker = event.marker_recorded_event_attributes
-            if marker.marker_name == "core_local_activity":
-                (data,) = marker.details["data"].payloads
-                found.add(json.loads(data.data)["activity_type"])
-    return found
+    return {data["activity_type"] for data in _marker_data(history, "core_local_activity", "data")}
 
 
 def _activity_types(history: WorkflowHistory) -> set[str]:
