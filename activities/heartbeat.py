@@ -8,13 +8,13 @@ the heartbeat timeout.
 
 A local activity cannot heartbeat: it runs inside its workflow's task, and is cancelled by the
 workflow, which hears of a cancel signal only at its next workflow task (the SDK heartbeats
-that task every few seconds while the activity runs). Such an activity passes a `still_wanted`
-check instead (the model call: is the run still `in_progress` in the store?), which is polled
-every `WATCH_INTERVAL_S`; when it answers False, the body is cancelled and `NoLongerWanted`
-raised. Nor does the SDK cancel a local activity when its worker shuts down: it waits for it,
-however long. So the watch also gives the body `shutdown_grace_s` from the start of a
-shutdown, then cancels it and raises `WorkerStopping` (the workflow then hands the task to
-another worker: workflows/run.py).
+that task every few seconds while the activity runs). Such an activity passes an `unwanted`
+wait instead (the model call: until its run is no longer `in_progress` in the store, which one
+watch per worker reads for all its rounds: activities/run_watch.py); when it returns, the body
+is cancelled and `NoLongerWanted` raised. Nor does the SDK cancel a local activity when its
+worker shuts down: it waits for it, however long. So the watch also gives the body
+`shutdown_grace_s` from the start of a shutdown, then cancels it and raises `WorkerStopping`
+(the workflow then hands the task to another worker: workflows/run.py).
 """
 
 from __future__ import annotations
@@ -25,11 +25,9 @@ from contextlib import asynccontextmanager, suppress
 
 from temporalio import activity
 
-WATCH_INTERVAL_S = 1.0
-
 
 class NoLongerWanted(Exception):
-    """A local activity's `still_wanted` check answered False: its body was stopped."""
+    """A local activity's `unwanted` wait returned: its body was stopped."""
 
 
 class WorkerStopping(Exception):
@@ -38,14 +36,13 @@ class WorkerStopping(Exception):
 
 @asynccontextmanager
 async def heartbeating(
-    still_wanted: Callable[[], Awaitable[bool]] | None = None,
+    unwanted: Callable[[], Awaitable[None]] | None = None,
     *,
     shutdown_grace_s: float = 10.0,
-    watch_interval_s: float = WATCH_INTERVAL_S,
 ) -> AsyncIterator[None]:
     info = activity.info()
     if info.is_local:
-        async with _watching(still_wanted, shutdown_grace_s, watch_interval_s):
+        async with _watching(unwanted, shutdown_grace_s):
             yield
         return
     timeout = info.heartbeat_timeout
@@ -67,9 +64,8 @@ async def heartbeating(
 
 @asynccontextmanager
 async def _watching(
-    still_wanted: Callable[[], Awaitable[bool]] | None,
+    unwanted: Callable[[], Awaitable[None]] | None,
     shutdown_grace_s: float,
-    interval_s: float,
 ) -> AsyncIterator[None]:
     body = asyncio.current_task()
     assert body is not None
@@ -81,11 +77,9 @@ async def _watching(
             body.cancel()
 
     async def watch() -> None:
-        while still_wanted is not None:
-            await asyncio.sleep(interval_s)
-            if not await still_wanted():
-                stop(NoLongerWanted())
-                return
+        if unwanted is not None:
+            await unwanted()
+            stop(NoLongerWanted())
 
     async def shutdown() -> None:
         await activity.wait_for_worker_shutdown()

@@ -120,15 +120,15 @@ class MessageWriter:
         images: list[str] | None = None,
         annotations: list[dict[str, Any]] | None = None,
         end: RunEnd | None = None,
-    ) -> None:
+    ) -> str | None:
         """`images`: file ids shown as `image_file` blocks after the text; `annotations`: the
         text's `file_path` annotations (both from code_interpreter); `end`: the run ends with
-        this message, in the same commit."""
+        this message, in the same commit (returned: the status it ended with, if it did)."""
         await self._begin()
         await self.flush(final=True)
         citations = self._citer.annotations(self.text) if self._citer is not None else []
         annotations = citations + list(annotations or [])
-        await self._store.runs.complete_message(
+        return await self._store.runs.complete_message(
             self._run_id,
             self._step_id,
             self._message_id,

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         ApplyOutputsInput,
         CompleteStepInput,
         FinishInput,
+        FinishResult,
         GenerateInput,
         GenerateResult,
         RecordRunInput,
@@ -84,6 +85,9 @@ SUBMISSION_REJECTED = "invalid_request_error"
 # The patch that made model rounds local activities (runs started before it call the model as
 # a regular activity until they end).
 MODEL_ROUND_LOCAL = "model-round-local"
+# The patch after which a run that the model's answer ended (in the answer's commit) needs no
+# `finish_run`: the model activity reports the end and the webhooks to notify.
+ANSWER_ENDS_RUN = "answer-ends-run"
 
 
 class HandOver(RuntimeError):
@@ -98,6 +102,8 @@ class _Outcome:
     error_code: str | None = None
     error_message: str | None = None
     incomplete_reason: str | None = None
+    # The model's answer ended the run in the store (GenerateResult.ended).
+    ended: FinishResult | None = None
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -211,22 +217,29 @@ class RunWorkflow:
             with contextlib.suppress(asyncio.CancelledError, ActivityError):
                 await body
         self._set_status(outcome.status)
-        finished = await workflow.execute_local_activity_method(
-            RunStateActivities.finish,
-            FinishInput(
-                project_id=run.project_id,
-                run_id=run.run_id,
-                status=outcome.status,
-                usage=self._usage if self._usage.total_tokens else None,
-                error_code=outcome.error_code,
-                error_message=outcome.error_message,
-                incomplete_reason=outcome.incomplete_reason,
-                return_messages=run.request is not None and run.request.return_messages,
-            ),
-            start_to_close_timeout=STATE_TIMEOUT,
-            retry_policy=STATE_RETRY,
-            summary=f"finish run: {outcome.status}",
-        )
+        return_messages = run.request is not None and run.request.return_messages
+        if outcome.ended is not None and not return_messages and workflow.patched(ANSWER_ENDS_RUN):
+            # The answer's commit ended the run and its activity read the webhooks: nothing is
+            # left to write (runs started before the patch, and a trigger that wants the
+            # messages back, still call `finish_run`, which then finds the run ended).
+            finished = outcome.ended
+        else:
+            finished = await workflow.execute_local_activity_method(
+                RunStateActivities.finish,
+                FinishInput(
+                    project_id=run.project_id,
+                    run_id=run.run_id,
+                    status=outcome.status,
+                    usage=self._usage if self._usage.total_tokens else None,
+                    error_code=outcome.error_code,
+                    error_message=outcome.error_message,
+                    incomplete_reason=outcome.incomplete_reason,
+                    return_messages=return_messages,
+                ),
+                start_to_close_timeout=STATE_TIMEOUT,
+                retry_policy=STATE_RETRY,
+                summary=f"finish run: {outcome.status}",
+            )
         if finished.status and finished.status != outcome.status:
             # The model's answer ended the run in the store just before the timer or the cancel
             # won here: the store's status stands.
@@ -337,7 +350,7 @@ class RunWorkflow:
             self._usage.add(result.usage)
             if result.finish != "tool_calls":
                 status, reason = RUN_ENDS.get(result.finish, RUN_ENDS["stop"])
-                return _Outcome(status, incomplete_reason=reason)
+                return _Outcome(status, incomplete_reason=reason, ended=result.ended)
             outcome = await self._tool_round(run, call.tool_step_id, result.tool_calls)
             if outcome is not None:
                 return outcome

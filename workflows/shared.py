@@ -167,6 +167,9 @@ class GenerateResult:
     finish: str
     usage: Usage
     tool_calls: list[ToolCallRef] = field(default_factory=list)
+    # The answer's commit ended the run: its terminal status and the webhooks to notify, so the
+    # workflow needs no `finish_run` (None: it did not, or a result recorded before this field).
+    ended: FinishResult | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ writer can never resurrect a finished run.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,11 @@ _MESSAGE_REASON = {
 _RUN_ROW = select(runs).where(runs.c.id == bindparam("run_id"))
 _RUN_ROW_LOCKED = _RUN_ROW.with_for_update()
 _RUN_STATUS = select(runs.c.status).where(runs.c.id == bindparam("run_id"))
+_RUN_STATUSES = select(runs.c.id, runs.c.status).where(
+    runs.c.id.in_(bindparam("ids", expanding=True))
+)
+# Ids per statement in `statuses`: well under SQLite's and asyncpg's bound-parameter limits.
+_STATUS_BATCH = 500
 _ANY_STEP = (
     select(run_steps.c.id).where(run_steps.c.id.in_(bindparam("ids", expanding=True))).limit(1)
 )
@@ -294,10 +300,18 @@ class RunStore:
             for row in rows
         ]
 
-    async def status(self, run_id: str) -> str | None:
-        """The run's status, None if there is no such run (a model call's cancel watch)."""
-        found = await self._db.read(lambda conn: conn.scalar(_RUN_STATUS, {"run_id": run_id}))
-        return None if found is None else str(found)
+    async def statuses(self, run_ids: Collection[str]) -> dict[str, str]:
+        """Id → status of those of `run_ids` that exist, in one read (a worker's run watch)."""
+        ids = list(run_ids)
+
+        def tx(conn: Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for at in range(0, len(ids), _STATUS_BATCH):
+                rows = conn.execute(_RUN_STATUSES, {"ids": ids[at : at + _STATUS_BATCH]})
+                found.update((row.id, row.status) for row in rows)
+            return found
+
+        return await self._db.read(tx)
 
     async def start_round(
         self, run_id: str, round_key: str, message_id: str, steps: tuple[str, ...] = ()
@@ -448,11 +462,12 @@ class RunStore:
         annotations: list[JSONDict] | None = None,
         streamed_annotations: int = 0,
         end: RunEnd | None = None,
-    ) -> None:
+    ) -> str | None:
         """Store the final text; message `completed` (or `incomplete` when cut by the token limit),
         step `completed` with its usage. Idempotent. With `end` (the model's answer ends the run)
         the run ends in the same commit, if it is still `in_progress`: a client sees `completed`
-        as soon as the answer is stored, not one workflow task later. `images` (file ids, from
+        as soon as the answer is stored, not one workflow task later. Returns the status this
+        commit ended the run with (None: it did not end it). `images` (file ids, from
         code_interpreter) follow the text as `image_file` blocks, each streamed as its own delta;
         `annotations` (the text's `file_path` ones) stream in one last text delta, except the
         first `streamed_annotations` (file citations, streamed with their markers)."""
@@ -461,7 +476,7 @@ class RunStore:
         content = objects.text_content(text)
         content[0]["text"]["annotations"] = list(annotations or [])
 
-        def tx(conn: Connection) -> None:
+        def tx(conn: Connection) -> str | None:
             run_row(conn, run_id, lock=True)
             if select_one(conn, messages, message_id).status == "in_progress":
                 if annotations and len(annotations) > streamed_annotations:
@@ -527,9 +542,10 @@ class RunStore:
                     conn, run_id, f"step:{step_id}:done", "thread.run.step.completed", step
                 )
             if end is not None and run_row(conn, run_id).status == "in_progress":
-                _finish(conn, run_id, end)
+                return str(_finish(conn, run_id, end)["status"])
+            return None
 
-        await self._db.write(tx)
+        return await self._db.write(tx)
 
     async def finish(
         self,

@@ -11,6 +11,8 @@ HISTORIES_DIR = Path(__file__).parent / "histories"
 BEFORE_PATCH_DIRS: dict[str, Path] = {
     # Model rounds were regular activities (`generate` scheduled, started, completed).
     "model-round-local": HISTORIES_DIR / "before-model-round-local",
+    # Every run called `finish_run`, also when the model's answer had already ended it.
+    "answer-ends-run": HISTORIES_DIR / "before-answer-ends-run",
 }
 
 # One recorded history per scenario, `histories/<name>.json`; `tests.replay.record` records them

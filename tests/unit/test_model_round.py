@@ -5,9 +5,10 @@ model server on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy import func, select
 from temporalio.testing import ActivityEnvironment
 
 from activities.model import ModelActivities
+from activities.run_watch import RunWatch
 from assistants.backends.openai_compatible import OpenAICompatibleBackend
 from assistants.store import Store
 from assistants.store.migrations import LATEST
@@ -24,7 +26,7 @@ from assistants.store.tables import messages, run_events, run_steps, threads
 from assistants.testing.postgres import PostgresCluster
 from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec
 from tests.unit.test_store import run_fields
-from workflows.shared import GenerateInput
+from workflows.shared import FinishResult, GenerateInput
 
 _counter = iter(range(1_000_000))
 
@@ -83,9 +85,13 @@ async def test_the_answer_ends_the_run_and_a_retry_repeats_nothing(
     scripted.enqueue(Reply(text="Hi there, friend."))
     activities = ModelActivities(store, OpenAICompatibleBackend(scripted.base_url, "k"))
     run_id, thread_id = await _queued_run(store)
+    hook = await store.webhooks.create("p", "http://127.0.0.1:9/hook", ["thread.run.completed"])
+    await store.webhooks.create("p", "http://127.0.0.1:9/other", ["thread.run.failed"])
 
     first = await _attempt(activities, _call(run_id), attempt=1)
     assert first.finish == "stop" and first.usage.completion_tokens > 0
+    # …and reports the end with the webhooks to notify: the workflow calls no `finish_run`.
+    assert first.ended == FinishResult(webhooks=[hook["id"]], status="completed")
     run = await store.runs.get("p", thread_id, run_id)
     # Ended by the answer's own commit: no workflow task has run `finish_run` yet.
     assert run["status"] == "completed" and run["completed_at"] is not None
@@ -99,7 +105,7 @@ async def test_the_answer_ends_the_run_and_a_retry_repeats_nothing(
     assert log is not None and log[0]["status"] == "completed"
 
     retry = await _attempt(activities, _call(run_id), attempt=2)
-    assert (retry.finish, retry.usage) == (first.finish, first.usage)
+    assert (retry.finish, retry.usage, retry.ended) == (first.finish, first.usage, first.ended)
     assert len(scripted.requests) == 1  # the model was not called again
     assert await _counts(store, run_id) == written
 
@@ -114,6 +120,7 @@ async def test_a_cut_answer_ends_the_run_incomplete(store: Store, scripted: Scri
     run = await store.runs.get("p", thread_id, run_id)
     assert run["status"] == "incomplete"
     assert run["incomplete_details"] == {"reason": "max_completion_tokens"}
+    assert first.ended == FinishResult(status="incomplete")
     retry = await _attempt(activities, _call(run_id), attempt=2)
     assert retry.finish == "length" and len(scripted.requests) == 1
 
@@ -161,3 +168,71 @@ async def test_a_local_round_rerun_after_requires_action_reports_its_stored_call
     assert await _counts(store, run_id) == written
     run = await store.runs.get("p", thread_id, run_id)
     assert run["status"] == "requires_action"
+
+
+async def test_one_watch_reads_the_status_of_every_watched_run_in_one_query(store: Store) -> None:
+    """The worker's run watch (activities/run_watch.py): however many rounds wait, one read per
+    interval; a run that leaves `in_progress` (or no longer exists) releases only its waiters."""
+    reads: list[int] = []
+
+    async def statuses(ids: Collection[str]) -> dict[str, str]:
+        reads.append(len(ids))
+        return await store.runs.statuses(ids)
+
+    runs = [await _queued_run(store) for _ in range(3)]
+    for run_id, _ in runs:
+        await store.runs.start_round(run_id, "step_a", "msg_a")
+    watch = RunWatch(statuses, interval_s=0.05)
+    waiters = [asyncio.create_task(watch.ended(run_id)) for run_id, _ in runs]
+    waiters.append(asyncio.create_task(watch.ended(runs[0][0])))  # two rounds of one run
+    await asyncio.sleep(0.3)
+    assert not any(w.done() for w in waiters)
+    assert reads and set(reads) == {3}  # one query for the three runs, each time
+
+    cancelled_id, cancelled_thread = runs[0]
+    await store.runs.request_cancel("p", cancelled_thread, cancelled_id)
+    await asyncio.wait_for(asyncio.gather(waiters[0], waiters[3]), 5)
+    await asyncio.sleep(0.15)
+    assert not waiters[1].done() and not waiters[2].done()
+    assert reads[-1] == 2
+
+    await asyncio.wait_for(watch.ended("run_deleted_meanwhile"), 5)
+    waiters[1].cancel()
+    waiters[2].cancel()  # a round that finished: it stops waiting
+    for waiter in waiters[1:3]:
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+    assert watch.watched == 0
+    await asyncio.sleep(0.15)
+    settled = len(reads)
+    await asyncio.sleep(0.15)
+    assert len(reads) == settled  # nothing watched, nothing read
+
+
+async def test_statuses_reads_more_runs_than_one_statement_binds(store: Store) -> None:
+    run_id, _ = await _queued_run(store)
+    ids = [f"run_missing_{i}" for i in range(1200)] + [run_id]
+    assert await store.runs.statuses(ids) == {run_id: "queued"}
+
+
+async def test_a_local_round_stops_when_its_run_is_cancelled(
+    store: Store, scripted: ScriptedModel
+) -> None:
+    """A cancel signal reaches a local activity's workflow only at its next workflow task: the
+    round notices the store's `cancelling` itself, before the model has answered."""
+    scripted.enqueue(Reply(text="too late", ttft=30))
+    activities = ModelActivities(
+        store, OpenAICompatibleBackend(scripted.base_url, "k"), watch_interval_s=0.05
+    )
+    run_id, thread_id = await _queued_run(store)
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, is_local=True)
+    round_ = asyncio.create_task(env.run(activities.generate, _call(run_id)))
+    await asyncio.sleep(0.3)  # the round is waiting for the model's first token
+    assert len(scripted.requests) == 1 and not round_.done()
+    await store.runs.request_cancel("p", thread_id, run_id)
+    started = time.monotonic()
+    with pytest.raises(Exception, match="no longer in progress"):
+        await round_
+    assert time.monotonic() - started < 5
+    assert (await _counts(store, run_id))["messages"] == 0

@@ -16,7 +16,7 @@ from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from tests.replay import BEFORE_PATCH_DIRS, HISTORIES_DIR, SCENARIOS
-from workflows.run import MODEL_ROUND_LOCAL, RunWorkflow
+from workflows.run import ANSWER_ENDS_RUN, MODEL_ROUND_LOCAL, RunWorkflow
 
 RECORD = ".venv/bin/python -m tests.replay.record"
 
@@ -106,6 +106,28 @@ def test_both_sides_of_the_model_round_patch_are_recorded() -> None:
         assert MODEL_ROUND_LOCAL not in _patches(history), path.name
         assert "generate" not in _local_activity_types(history), path.name
         assert "generate" in _activity_types(history), path.name
+
+
+def test_both_sides_of_the_answer_ends_run_patch_are_recorded() -> None:
+    """Since the patch, a run that the model's answer ended calls no `finish_run` (the answer's
+    commit ended it); a run that ended otherwise (cancelled, expired, failed) or whose caller
+    wants its messages back (`child_workflow`) still does. Before it, every run did."""
+    still_finish = {
+        "cancelled",
+        "cancelled_in_requires_action",
+        "expired",
+        "failed",
+        "child_workflow",
+    }
+    for path in _files():
+        history = _load(path)
+        ended_by_answer = path.stem not in still_finish
+        assert (ANSWER_ENDS_RUN in _patches(history)) == ended_by_answer, path.name
+        assert ("finish_run" in _local_activity_types(history)) != ended_by_answer, path.name
+    for path in _files(BEFORE_PATCH_DIRS[ANSWER_ENDS_RUN]):
+        history = _load(path)
+        assert ANSWER_ENDS_RUN not in _patches(history), path.name
+        assert "finish_run" in _local_activity_types(history), path.name
 
 
 async def test_recorded_histories_replay_deterministically() -> None:
