@@ -30,7 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 T = TypeVar("T")
 Transaction = Callable[[Connection], T]
-CommitHook = Callable[[set[str]], None]
+# Run id → the events a committed write appended to its log, in order (`store.events.RunEvent`).
+Appended = dict[str, list[Any]]
+CommitHook = Callable[[Appended], None]
 TOUCHED_RUNS = "assistants_touched_runs"
 
 
@@ -44,20 +46,22 @@ def dump_json(value: Any) -> str:
     return text
 
 
-def touch_run(conn: Connection, run_id: str) -> None:
-    """Note, inside a transaction, that `run_id`'s event log grew; announced after commit."""
-    conn.info.setdefault(TOUCHED_RUNS, set()).add(run_id)
+def touch_run(conn: Connection, run_id: str, appended: list[Any]) -> None:
+    """Note, inside a transaction, the events appended to `run_id`'s log; announced after
+    commit (a stream in this process then sends them without reading them back)."""
+    conn.info.setdefault(TOUCHED_RUNS, {}).setdefault(run_id, []).extend(appended)
 
 
-def _take_touched(conn: Connection) -> set[str]:
-    touched: set[str] = conn.info.pop(TOUCHED_RUNS, set())
+def _take_touched(conn: Connection) -> Appended:
+    touched: Appended = conn.info.pop(TOUCHED_RUNS, {})
     return touched
 
 
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
-        # Called (on the event loop) with the runs whose event logs a committed write extended.
+        # Called (on the event loop) with the runs whose event logs a committed write extended,
+        # and the events it appended.
         self.on_commit: CommitHook | None = None
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -100,9 +104,13 @@ class Database:
             result, touched = await _in_thread(self._writer, self._connections, fn, immediate=True)
         else:
             assert self._engine is not None
+
+            def tx(conn: Connection) -> tuple[T, Appended]:
+                _take_touched(conn)  # left on this pooled connection by a write rolled back
+                return fn(conn), _take_touched(conn)
+
             async with self._engine.begin() as conn:
-                result = await conn.run_sync(fn)
-                touched = await conn.run_sync(_take_touched)
+                result, touched = await conn.run_sync(tx)
         if touched and self.on_commit is not None:
             self.on_commit(touched)
         return result
@@ -154,11 +162,12 @@ async def _in_thread(
     fn: Transaction[T],
     *,
     immediate: bool,
-) -> tuple[T, set[str]]:
-    def run() -> tuple[T, set[str]]:
+) -> tuple[T, Appended]:
+    def run() -> tuple[T, Appended]:
         conn = connections.get()
         if not immediate:
-            return fn(conn), set()  # autocommit reads: each statement sees a WAL snapshot
+            return fn(conn), {}  # autocommit reads: each statement sees a WAL snapshot
+        _take_touched(conn)  # left by a write whose COMMIT failed
         conn.exec_driver_sql("BEGIN IMMEDIATE")
         try:
             result = fn(conn)

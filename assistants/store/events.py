@@ -84,26 +84,31 @@ def append_many(
     last = conn.scalar(_TAKE_SEQS, {"rid": run_id, "n": len(fresh)})
     if last is None:
         raise LookupError(f"run {run_id} does not exist")
-    touch_run(conn, run_id)
     now = time.time()
+    created_ms = int(now * 1000)
     if conn.dialect.name == "postgresql":
         # Delivered at commit to every listening API process (see assistants.streaming.notify).
         conn.execute(_NOTIFY, {"run_id": run_id})
     first = int(last) - len(fresh) + 1
     seqs = list(range(first, first + len(fresh)))
+    appended = [
+        RunEvent(seq, event, json.dumps(data, separators=(",", ":")), created_ms)
+        for seq, (_, event, data) in zip(seqs, fresh, strict=True)
+    ]
     rows = [
         {
             "run_id": run_id,
-            "seq": seq,
+            "seq": e.seq,
             "key": key,
-            "event": event,
-            "data": json.dumps(data, separators=(",", ":")),
+            "event": e.event,
+            "data": e.data,
             "created_at": int(now),
-            "created_ms": int(now * 1000),
+            "created_ms": created_ms,
         }
-        for seq, (key, event, data) in zip(seqs, fresh, strict=True)
+        for e, (key, _, _) in zip(appended, fresh, strict=True)
     ]
     conn.execute(_INSERT, rows)
+    touch_run(conn, run_id, appended)
     return seqs
 
 
@@ -112,14 +117,18 @@ def latest_rowid(conn: Connection) -> int:
     return int(conn.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM run_events").scalar_one())
 
 
-def runs_changed_since(conn: Connection, rowid: int) -> tuple[int, set[str]]:
-    """SQLite only: the runs whose logs grew after `rowid`, and the new high-water mark."""
+def runs_changed_since(conn: Connection, rowid: int) -> tuple[int, dict[str, int]]:
+    """SQLite only: the runs whose logs grew after `rowid`, each with its newest seq, and the
+    new high-water mark."""
     rows = conn.exec_driver_sql(
-        "SELECT rowid, run_id FROM run_events WHERE rowid > ? ORDER BY rowid", (rowid,)
+        "SELECT rowid, run_id, seq FROM run_events WHERE rowid > ? ORDER BY rowid", (rowid,)
     ).all()
     if not rows:
-        return rowid, set()
-    return int(rows[-1][0]), {str(r[1]) for r in rows}
+        return rowid, {}
+    newest: dict[str, int] = {}
+    for _, run_id, seq in rows:
+        newest[str(run_id)] = max(int(seq), newest.get(str(run_id), 0))
+    return int(rows[-1][0]), newest
 
 
 def last_event(conn: Connection, run_id: str) -> RunEvent | None:

@@ -2,10 +2,13 @@
 
 Three sources feed one `RunNotifier`, so a stream never polls per se:
 
-- in-process commits (`Database.on_commit`): instant when API and worker share a process (`dev`);
+- in-process commits (`Database.on_commit`): instant when API and worker share a process (`dev`,
+  an `api` with its own worker). These carry the committed events themselves, so a stream sends
+  them without reading them back from the store;
 - PostgreSQL `LISTEN`: every append issues `pg_notify`, delivered at commit to each API process;
 - SQLite across processes: one poller per API process reads the log's newest rows every 20 ms, and
-  only while somebody is streaming. Its cost does not grow with the number of streams.
+  only while somebody is streaming. Its cost does not grow with the number of streams, and it
+  wakes only streams that have not yet sent what it found.
 """
 
 from __future__ import annotations
@@ -13,46 +16,92 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import structlog
 from sqlalchemy import make_url
 
 from assistants.store.db import Database
-from assistants.store.events import NOTIFY_CHANNEL, latest_rowid, runs_changed_since
+from assistants.store.events import NOTIFY_CHANNEL, RunEvent, latest_rowid, runs_changed_since
 
 log = structlog.get_logger(__name__)
 
 
+# Committed events held for one stream that is not reading (a stalled client): past this, they
+# are dropped and the stream reads from the store again, which has them all.
+MAX_HELD = 1000
+
+
+class Subscription:
+    """One stream's interest in a run. `wake` is set when the run's log grows past `seen` (what
+    the stream has sent); events committed in this process wait in `_held` until it takes them."""
+
+    def __init__(self, seen: int) -> None:
+        self.wake = asyncio.Event()
+        self.seen = seen
+        self._held: list[RunEvent] = []
+
+    def hold(self, events: Sequence[RunEvent]) -> None:
+        fresh = [e for e in events if e.seq > self.seen]
+        if not fresh:
+            return  # already sent (read back from the store before this commit was announced)
+        self._held.extend(fresh)
+        if len(self._held) > MAX_HELD:
+            self._held.clear()
+        self.wake.set()
+
+    def take(self) -> list[RunEvent] | None:
+        """The held events right after `seen`, in order; None when they do not follow on from
+        it (another process wrote in between, or only a wake came): read the store instead."""
+        events = [e for e in self._held if e.seq > self.seen]
+        self._held.clear()
+        if not events or events[0].seq != self.seen + 1:
+            return None
+        for before, after in itertools.pairwise(events):
+            if after.seq != before.seq + 1:
+                return None
+        return events
+
+
 class RunNotifier:
     def __init__(self) -> None:
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._subscriptions: dict[str, set[Subscription]] = {}
 
-    def notify(self, run_ids: Iterable[str]) -> None:
+    def committed(self, appended: Mapping[str, Sequence[RunEvent]]) -> None:
+        """Events this process committed (`Database.on_commit`)."""
+        for run_id, events in appended.items():
+            for subscription in self._subscriptions.get(run_id, ()):
+                subscription.hold(events)
+
+    def notify(self, run_ids: Iterable[str], newest: Mapping[str, int] | None = None) -> None:
+        """A change feed saw the logs of `run_ids` grow (to seq `newest[run_id]`, if known)."""
         for run_id in run_ids:
-            for waiter in self._waiters.get(run_id, ()):
-                waiter.set()
+            upto = newest.get(run_id) if newest is not None else None
+            for subscription in self._subscriptions.get(run_id, ()):
+                if upto is None or upto > subscription.seen:
+                    subscription.wake.set()
 
     def notify_all(self) -> None:
         """Wake every stream (a change feed reconnected: what it missed, they re-read)."""
-        self.notify(list(self._waiters))
+        self.notify(list(self._subscriptions))
 
     @property
     def has_subscribers(self) -> bool:
-        return bool(self._waiters)
+        return bool(self._subscriptions)
 
     @contextlib.contextmanager
-    def subscribe(self, run_id: str) -> Iterator[asyncio.Event]:
-        waiter = asyncio.Event()
-        self._waiters.setdefault(run_id, set()).add(waiter)
+    def subscribe(self, run_id: str, after_seq: int = 0) -> Iterator[Subscription]:
+        subscription = Subscription(after_seq)
+        self._subscriptions.setdefault(run_id, set()).add(subscription)
         try:
-            yield waiter
+            yield subscription
         finally:
-            waiters = self._waiters.get(run_id)
-            if waiters is not None:
-                waiters.discard(waiter)
-                if not waiters:
-                    del self._waiters[run_id]
+            subscriptions = self._subscriptions.get(run_id)
+            if subscriptions is not None:
+                subscriptions.discard(subscription)
+                if not subscriptions:
+                    del self._subscriptions[run_id]
 
 
 async def poll_sqlite(db: Database, notifier: RunNotifier, interval_s: float = 0.02) -> None:
@@ -67,7 +116,7 @@ async def poll_sqlite(db: Database, notifier: RunNotifier, interval_s: float = 0
         except Exception:  # a busy or briefly unavailable database: try again next tick
             log.warning("event poll failed", exc_info=True)
             continue
-        notifier.notify(changed)
+        notifier.notify(changed, changed)
 
 
 async def listen_postgres(url: str, notifier: RunNotifier) -> None:
@@ -99,7 +148,7 @@ async def listen_postgres(url: str, notifier: RunNotifier) -> None:
 
 async def watch(db: Database, notifier: RunNotifier) -> None:
     """Run the cross-process change feed that fits the database."""
-    db.on_commit = notifier.notify
+    db.on_commit = notifier.committed
     if db.is_sqlite:
         await poll_sqlite(db, notifier)
     else:

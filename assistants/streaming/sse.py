@@ -49,18 +49,24 @@ async def follow(
     keep-alive tick. Waits on the notifier between reads (re-reading at least every
     `safety_poll_s` in case a notification was lost: the notifier is reliable within a process,
     and the cross-process feeds wake every stream when they (re)connect, so an idle stream costs
-    one read per `safety_poll_s`)."""
-    with notifier.subscribe(run_id) as wake:
+    one read per `safety_poll_s`). Events committed in this process come with their
+    notification and are sent without a read, when they follow on from what was sent."""
+    with notifier.subscribe(run_id, after_seq) as subscription:
+        wake = subscription.wake
         quiet_since = time.monotonic()
         first_read = True
         while True:
             wake.clear()  # before reading: a commit during the read wakes the next wait
-            batch = await store.db.read(
-                functools.partial(read, run_id=run_id, after_seq=after_seq, limit=_BATCH)
-            )
+            batch = None if first_read else subscription.take()
+            if batch is None:
+                batch = await store.db.read(
+                    functools.partial(read, run_id=run_id, after_seq=after_seq, limit=_BATCH)
+                )
             for event in batch:
+                if event.seq <= after_seq:
+                    continue
                 yield event
-                after_seq = event.seq
+                after_seq = subscription.seen = event.seq
                 if event.event in TERMINAL_EVENTS:
                     return
             if batch:
