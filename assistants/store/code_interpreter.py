@@ -20,7 +20,8 @@ from assistants.code_interpreter.tool import sandbox_links
 from assistants.files.base import check_key
 from assistants.store import events
 from assistants.store.db import Database
-from assistants.store.runs import run_row, select_one
+from assistants.store.prepared import select_one
+from assistants.store.runs import run_row
 from assistants.store.tables import assistants, files, messages, run_steps, runs, threads
 
 JSONDict = dict[str, Any]

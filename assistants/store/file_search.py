@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection
 from assistants.file_search import tool as search_tool
 from assistants.file_search.citations import Citer
 from assistants.store.db import Database
-from assistants.store.runs import run_row, select_one
+from assistants.store.prepared import select_one
+from assistants.store.runs import run_row
 from assistants.store.tables import assistants, run_steps, threads, vector_store_files
 
 JSONDict = dict[str, Any]

@@ -21,6 +21,7 @@ from assistants.ids import new_id
 from assistants.store import events, objects
 from assistants.store.db import Database
 from assistants.store.pagination import PageParams, fetch_page, list_object
+from assistants.store.prepared import insert_rows, select_one, select_where, update_by_id
 from assistants.store.tables import messages, run_steps, runs, threads, tool_output_submissions
 from assistants.store.threads import insert_message, lock_thread_row, require_thread
 
@@ -74,7 +75,6 @@ _STATUS_BATCH = 500
 _ANY_STEP = (
     select(run_steps.c.id).where(run_steps.c.id.in_(bindparam("ids", expanding=True))).limit(1)
 )
-_BY_ID: dict[str, Any] = {}
 
 
 def run_row(conn: Connection, run_id: str, *, lock: bool = False) -> Row[Any]:
@@ -88,13 +88,6 @@ def run_event(conn: Connection, run_id: str, status: str, key: str | None = None
     run = objects.run(run_row(conn, run_id))
     events.append(conn, run_id, key or f"run:{status}", f"thread.run.{status}", run)
     return run
-
-
-def select_one(conn: Connection, table: Any, object_id: str) -> Row[Any]:
-    query = _BY_ID.get(table.name)
-    if query is None:
-        query = _BY_ID[table.name] = select(table).where(table.c.id == bindparam("object_id"))
-    return conn.execute(query, {"object_id": object_id}).one()
 
 
 def create_run(
@@ -117,17 +110,21 @@ def create_run(
     run_id = run_id or new_id("run")
     for message in additional_messages:
         insert_message(conn, project_id, thread_id, message)
-    conn.execute(
-        runs.insert().values(
-            id=run_id,
-            project_id=project_id,
-            thread_id=thread_id,
-            status="queued",
-            event_seq=0,
-            **fields,
-        )
+    insert_rows(
+        conn,
+        runs,
+        [
+            {
+                "id": run_id,
+                "project_id": project_id,
+                "thread_id": thread_id,
+                "status": "queued",
+                "event_seq": 0,
+                **fields,
+            }
+        ],
     )
-    conn.execute(update(threads).where(threads.c.id == thread_id).values(active_run_id=run_id))
+    update_by_id(conn, threads, thread_id, {"active_run_id": run_id})
     run = objects.run(run_row(conn, run_id))
     if new_thread is not None:
         events.append(conn, run_id, "thread:created", "thread.created", new_thread)
@@ -137,11 +134,7 @@ def create_run(
 
 
 def scoped_row(conn: Connection, project_id: str, thread_id: str, run_id: str) -> Row[Any]:
-    row = conn.execute(
-        select(runs).where(
-            runs.c.id == run_id, runs.c.thread_id == thread_id, runs.c.project_id == project_id
-        )
-    ).first()
+    row = select_where(conn, runs, {"id": run_id, "thread_id": thread_id, "project_id": project_id})
     if row is not None:
         return row
     require_thread(conn, project_id, thread_id)
@@ -344,7 +337,9 @@ class RunStore:
                     in ("completed", "incomplete")
                 )
                 return RoundStart(status, row, [], answered=answered)
-            history = list(conn.execute(_context_query(row.thread_id, run_id)).all())
+            history = list(
+                conn.execute(_CONTEXT, {"thread_id": row.thread_id, "run_id": run_id}).all()
+            )
             resumed = bool(steps) and conn.scalar(_ANY_STEP, {"ids": list(steps)}) is not None
             return RoundStart(status, row, history, resumed=resumed)
 
@@ -365,40 +360,48 @@ class RunStore:
             run = run_row(conn, run_id, lock=True)
             if run.status != "in_progress":
                 return False
-            if conn.scalar(select(run_steps.c.seq).where(run_steps.c.id == step_id)) is not None:
+            if conn.scalar(_STEP_EXISTS, {"step_id": step_id}) is not None:
                 return True
             now = int(time.time())
-            conn.execute(
-                run_steps.insert().values(
-                    id=step_id,
-                    project_id=run.project_id,
-                    run_id=run_id,
-                    thread_id=run.thread_id,
-                    assistant_id=run.assistant_id,
-                    created_at=now,
-                    type="message_creation",
-                    status="in_progress",
-                    step_details={
+            insert_rows(
+                conn,
+                run_steps,
+                [
+                    {
+                        "id": step_id,
+                        "project_id": run.project_id,
+                        "run_id": run_id,
+                        "thread_id": run.thread_id,
+                        "assistant_id": run.assistant_id,
+                        "created_at": now,
                         "type": "message_creation",
-                        "message_creation": {"message_id": message_id},
-                    },
-                    metadata=None,
-                )
+                        "status": "in_progress",
+                        "step_details": {
+                            "type": "message_creation",
+                            "message_creation": {"message_id": message_id},
+                        },
+                        "metadata": None,
+                    }
+                ],
             )
-            conn.execute(
-                messages.insert().values(
-                    id=message_id,
-                    project_id=run.project_id,
-                    thread_id=run.thread_id,
-                    created_at=now,
-                    role="assistant",
-                    content=[],
-                    attachments=[],
-                    metadata={},
-                    assistant_id=run.assistant_id,
-                    run_id=run_id,
-                    status="in_progress",
-                )
+            insert_rows(
+                conn,
+                messages,
+                [
+                    {
+                        "id": message_id,
+                        "project_id": run.project_id,
+                        "thread_id": run.thread_id,
+                        "created_at": now,
+                        "role": "assistant",
+                        "content": [],
+                        "attachments": [],
+                        "metadata": {},
+                        "assistant_id": run.assistant_id,
+                        "run_id": run_id,
+                        "status": "in_progress",
+                    }
+                ],
             )
             step = objects.step(select_one(conn, run_steps, step_id))
             message = objects.message(select_one(conn, messages, message_id))
@@ -527,15 +530,16 @@ class RunStore:
                     }
                 else:
                     values |= {"status": "completed", "completed_at": now}
-                conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
+                update_by_id(conn, messages, message_id, values)
                 message = objects.message(select_one(conn, messages, message_id))
                 name = "thread.message.incomplete" if truncated else "thread.message.completed"
                 events.append(conn, run_id, f"msg:{message_id}:done", name, message)
             if select_one(conn, run_steps, step_id).status == "in_progress":
-                conn.execute(
-                    update(run_steps)
-                    .where(run_steps.c.id == step_id)
-                    .values(status="completed", completed_at=now, usage=usage)
+                update_by_id(
+                    conn,
+                    run_steps,
+                    step_id,
+                    {"status": "completed", "completed_at": now, "usage": usage},
                 )
                 step = objects.step(select_one(conn, run_steps, step_id))
                 events.append(
@@ -600,24 +604,40 @@ def _mark_in_progress(conn: Connection, run_id: str, round_key: str) -> str:
     row = run_row(conn, run_id, lock=True)
     if row.status != "queued":
         return str(row.status)
-    conn.execute(
-        update(runs)
-        .where(runs.c.id == run_id)
-        .values(status="in_progress", started_at=row.started_at or int(time.time()))
+    update_by_id(
+        conn,
+        runs,
+        run_id,
+        {"status": "in_progress", "started_at": row.started_at or int(time.time())},
     )
     run_event(conn, run_id, "in_progress", key=f"run:in_progress:{round_key}")
     return "in_progress"
 
 
-def _context_query(thread_id: str, run_id: str) -> Any:
-    return (
-        select(messages.c.id, messages.c.role, messages.c.content, messages.c.status)
-        .where(
-            messages.c.thread_id == thread_id,
-            (messages.c.run_id.is_(None)) | (messages.c.run_id != run_id),
-        )
-        .order_by(messages.c.seq)
+_CONTEXT: Any = (
+    select(messages.c.id, messages.c.role, messages.c.content, messages.c.status)
+    .where(
+        messages.c.thread_id == bindparam("thread_id"),
+        (messages.c.run_id.is_(None)) | (messages.c.run_id != bindparam("run_id")),
     )
+    .order_by(messages.c.seq)
+)
+_STEP_EXISTS = select(run_steps.c.seq).where(run_steps.c.id == bindparam("step_id"))
+_OPEN_MESSAGES = select(messages.c.id).where(
+    messages.c.run_id == bindparam("run_id"), messages.c.status == "in_progress"
+)
+_OPEN_STEPS = select(run_steps.c.id).where(
+    run_steps.c.run_id == bindparam("run_id"), run_steps.c.status == "in_progress"
+)
+_DROP_STAGED_OUTPUTS = delete(tool_output_submissions).where(
+    tool_output_submissions.c.run_id == bindparam("run_id"),
+    tool_output_submissions.c.applied_at.is_(None),
+)
+_RELEASE_THREAD = (
+    update(threads)
+    .where(threads.c.id == bindparam("thread_id"), threads.c.active_run_id == bindparam("run_id"))
+    .values(active_run_id=None)
+)
 
 
 def _finish(conn: Connection, run_id: str, end: RunEnd) -> JSONDict:
@@ -643,27 +663,16 @@ def _finish(conn: Connection, run_id: str, end: RunEnd) -> JSONDict:
     _close_open_items(conn, run_id, status, now, end.last_error)
     # Staged outputs can never apply now. Applied ones whose request failed stay, so that
     # request's retry still answers success (see `ToolCallStore.stage_outputs`).
-    conn.execute(
-        delete(tool_output_submissions).where(
-            tool_output_submissions.c.run_id == run_id,
-            tool_output_submissions.c.applied_at.is_(None),
-        )
-    )
-    conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
-    conn.execute(
-        update(threads)
-        .where(threads.c.id == row.thread_id, threads.c.active_run_id == run_id)
-        .values(active_run_id=None)
-    )
+    conn.execute(_DROP_STAGED_OUTPUTS, {"run_id": run_id})
+    update_by_id(conn, runs, run_id, values)
+    conn.execute(_RELEASE_THREAD, {"thread_id": row.thread_id, "run_id": run_id})
     return run_event(conn, run_id, status, key="run:terminal")
 
 
 def _close_open_items(
     conn: Connection, run_id: str, status: str, now: int, last_error: JSONDict | None
 ) -> None:
-    open_messages = conn.execute(
-        select(messages.c.id).where(messages.c.run_id == run_id, messages.c.status == "in_progress")
-    ).all()
+    open_messages = conn.execute(_OPEN_MESSAGES, {"run_id": run_id}).all()
     for (message_id,) in open_messages:
         conn.execute(
             update(messages)
@@ -676,11 +685,7 @@ def _close_open_items(
         )
         message = objects.message(select_one(conn, messages, message_id))
         events.append(conn, run_id, f"msg:{message_id}:done", "thread.message.incomplete", message)
-    open_steps = conn.execute(
-        select(run_steps.c.id).where(
-            run_steps.c.run_id == run_id, run_steps.c.status == "in_progress"
-        )
-    ).all()
+    open_steps = conn.execute(_OPEN_STEPS, {"run_id": run_id}).all()
     step_status = _STEP_STATUS[status]
     for (step_id,) in open_steps:
         values: JSONDict = {"status": step_status, _STEP_TIME_COLUMN[step_status]: now}
@@ -690,6 +695,6 @@ def _close_open_items(
                 "code": code if code in ("server_error", "rate_limit_exceeded") else "server_error",
                 "message": last_error.get("message", ""),
             }
-        conn.execute(update(run_steps).where(run_steps.c.id == step_id).values(**values))
+        update_by_id(conn, run_steps, step_id, values)
         step = objects.step(select_one(conn, run_steps, step_id))
         events.append(conn, run_id, f"step:{step_id}:done", f"thread.run.step.{step_status}", step)

@@ -14,6 +14,7 @@ from assistants.ids import new_id
 from assistants.store import objects
 from assistants.store.db import Database
 from assistants.store.pagination import PageParams, fetch_page, list_object
+from assistants.store.prepared import insert_rows, select_one, select_where
 from assistants.store.tables import messages, run_events, run_steps, runs, threads
 
 JSONDict = dict[str, Any]
@@ -26,21 +27,25 @@ def insert_message(conn: Connection, project_id: str, thread_id: str, message: J
     """Insert a user-supplied (or `additional_messages`) message; returns its id."""
     message_id = new_id("msg")
     now = int(time.time())
-    conn.execute(
-        messages.insert().values(
-            id=message_id,
-            project_id=project_id,
-            thread_id=thread_id,
-            created_at=now,
-            role=message["role"],
-            content=message["content"],
-            attachments=message.get("attachments") or [],
-            metadata=message.get("metadata") or {},
-            assistant_id=None,
-            run_id=None,
-            status="completed",
-            completed_at=now,
-        )
+    insert_rows(
+        conn,
+        messages,
+        [
+            {
+                "id": message_id,
+                "project_id": project_id,
+                "thread_id": thread_id,
+                "created_at": now,
+                "role": message["role"],
+                "content": message["content"],
+                "attachments": message.get("attachments") or [],
+                "metadata": message.get("metadata") or {},
+                "assistant_id": None,
+                "run_id": None,
+                "status": "completed",
+                "completed_at": now,
+            }
+        ],
     )
     return message_id
 
@@ -48,11 +53,7 @@ def insert_message(conn: Connection, project_id: str, thread_id: str, message: J
 def lock_thread_row(conn: Connection, project_id: str, thread_id: str) -> Row[Any]:
     """Read the thread row, locking it on PostgreSQL (SQLite's IMMEDIATE transaction already
     holds the database write lock)."""
-    row = conn.execute(
-        select(threads)
-        .where(threads.c.id == thread_id, threads.c.project_id == project_id)
-        .with_for_update()
-    ).first()
+    row = select_where(conn, threads, {"id": thread_id, "project_id": project_id}, lock=True)
     if row is None:
         raise NotFound.object("thread", thread_id)
     return row
@@ -74,18 +75,22 @@ def create_thread(
     initial_messages: list[JSONDict],
 ) -> JSONDict:
     thread_id = new_id("thread")
-    conn.execute(
-        threads.insert().values(
-            id=thread_id,
-            project_id=project_id,
-            created_at=int(time.time()),
-            metadata=metadata,
-            tool_resources=tool_resources,
-        )
+    insert_rows(
+        conn,
+        threads,
+        [
+            {
+                "id": thread_id,
+                "project_id": project_id,
+                "created_at": int(time.time()),
+                "metadata": metadata,
+                "tool_resources": tool_resources,
+            }
+        ],
     )
     for message in initial_messages:
         insert_message(conn, project_id, thread_id, message)
-    return objects.thread(conn.execute(select(threads).where(threads.c.id == thread_id)).one())
+    return objects.thread(select_one(conn, threads, thread_id))
 
 
 def _message_where(project_id: str, thread_id: str, message_id: str) -> Any:
@@ -118,9 +123,7 @@ class ThreadStore:
 
     async def get(self, project_id: str, thread_id: str) -> JSONDict:
         def tx(conn: Connection) -> JSONDict:
-            row = conn.execute(
-                select(threads).where(threads.c.id == thread_id, threads.c.project_id == project_id)
-            ).first()
+            row = select_where(conn, threads, {"id": thread_id, "project_id": project_id})
             if row is None:
                 raise NotFound.object("thread", thread_id)
             return objects.thread(row)

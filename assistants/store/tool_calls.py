@@ -33,7 +33,8 @@ from assistants.file_search import tool as search_tool
 from assistants.ids import from_uuid_hex
 from assistants.store import events, file_search, objects
 from assistants.store.db import Database
-from assistants.store.runs import run_event, run_row, scoped_row, select_one
+from assistants.store.prepared import select_one
+from assistants.store.runs import run_event, run_row, scoped_row
 from assistants.store.tables import messages, run_steps, runs, tool_output_submissions
 from assistants.tool_outputs import submission_problem
 
