@@ -44,13 +44,14 @@ async def follow(
     *,
     safety_poll_s: float = 5.0,
     keepalive_s: float = 15.0,
-) -> AsyncIterator[RunEvent | None]:
-    """Yield the run's events after `after_seq` until one that ends a stream; `None` is a
-    keep-alive tick. Waits on the notifier between reads (re-reading at least every
-    `safety_poll_s` in case a notification was lost: the notifier is reliable within a process,
-    and the cross-process feeds wake every stream when they (re)connect, so an idle stream costs
-    one read per `safety_poll_s`). Events committed in this process come with their
-    notification and are sent without a read, when they follow on from what was sent."""
+) -> AsyncIterator[list[RunEvent] | None]:
+    """Yield the run's events after `after_seq`, in batches of those available at once, until
+    one that ends a stream; `None` is a keep-alive tick. Waits on the notifier between reads
+    (re-reading at least every `safety_poll_s` in case a notification was lost: the notifier
+    is reliable within a process, and the cross-process feeds wake every stream when they
+    (re)connect, so an idle stream costs one read per `safety_poll_s`). Events committed in
+    this process come with their notification and are sent without a read, when they follow
+    on from what was sent."""
     with notifier.subscribe(run_id, after_seq) as subscription:
         wake = subscription.wake
         quiet_since = time.monotonic()
@@ -62,12 +63,17 @@ async def follow(
                 batch = await store.db.read(
                     functools.partial(read, run_id=run_id, after_seq=after_seq, limit=_BATCH)
                 )
+            fresh: list[RunEvent] = []
             for event in batch:
-                if event.seq <= after_seq:
-                    continue
-                yield event
-                after_seq = subscription.seen = event.seq
-                if event.event in TERMINAL_EVENTS:
+                if event.seq > after_seq:
+                    fresh.append(event)
+                    after_seq = event.seq
+                    if event.event in TERMINAL_EVENTS:
+                        break
+            if fresh:
+                yield fresh
+                subscription.seen = after_seq
+                if fresh[-1].event in TERMINAL_EVENTS:
                     return
             if batch:
                 quiet_since = time.monotonic()
@@ -101,11 +107,20 @@ async def sse_stream(
     """`rewrite`: what the request asked to see differently (run create's `include[]`)."""
     # Lag is measured for events appended while this stream is open (not for a replayed past).
     opened_ms = time.time() * 1000
-    async for event in follow(store, notifier, run_id, after_seq, keepalive_s=keepalive_s):
-        if event is None:
+    done = False
+    async for events in follow(store, notifier, run_id, after_seq, keepalive_s=keepalive_s):
+        if events is None:
             yield KEEPALIVE
             continue
-        yield frame(event if rewrite is None else await rewrite(event))
-        if metrics is not None and event.created_ms is not None and event.created_ms >= opened_ms:
-            metrics.event_delivered(timedelta(milliseconds=time.time() * 1000 - event.created_ms))
-    yield DONE
+        # One write for the events available at once (a commit brings up to five), and the
+        # terminator with the event that ends the stream.
+        frames = [frame(e if rewrite is None else await rewrite(e)) for e in events]
+        done = events[-1].event in TERMINAL_EVENTS
+        yield b"".join([*frames, DONE] if done else frames)
+        if metrics is not None:
+            now_ms = time.time() * 1000
+            for event in events:
+                if event.created_ms is not None and event.created_ms >= opened_ms:
+                    metrics.event_delivered(timedelta(milliseconds=now_ms - event.created_ms))
+    if not done:
+        yield DONE  # resumed after the event that ended the stream

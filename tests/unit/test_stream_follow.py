@@ -75,7 +75,7 @@ async def _answer(store: Store, run_id: str) -> None:
 
 
 async def _follow(store: Store, notifier: RunNotifier, run_id: str) -> list[RunEvent]:
-    return [e async for e in follow(store, notifier, run_id) if e is not None]
+    return [e async for batch in follow(store, notifier, run_id) if batch for e in batch]
 
 
 async def _logged(store: Store, run_id: str) -> list[RunEvent]:
