@@ -19,7 +19,7 @@ from typing import Any
 
 from assistants.file_search.citations import Citer, flushable
 from assistants.store import Store
-from assistants.store.runs import RunEnd
+from assistants.store.runs import RunEnd, RunEnded
 from workflows.shared import Usage
 
 
@@ -120,10 +120,10 @@ class MessageWriter:
         images: list[str] | None = None,
         annotations: list[dict[str, Any]] | None = None,
         end: RunEnd | None = None,
-    ) -> str | None:
+    ) -> RunEnded | None:
         """`images`: file ids shown as `image_file` blocks after the text; `annotations`: the
         text's `file_path` annotations (both from code_interpreter); `end`: the run ends with
-        this message, in the same commit (returned: the status it ended with, if it did)."""
+        this message, in the same commit (returned: how it ended it, if it did)."""
         await self._begin()
         await self.flush(final=True)
         citations = self._citer.annotations(self.text) if self._citer is not None else []

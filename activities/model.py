@@ -160,8 +160,11 @@ class ModelActivities:
             if start.answered:
                 # An earlier attempt stored the answer and ended the run, then its worker died
                 # before Temporal heard of it: report what it did.
-                answered = _answered(call, run)
-                return dataclasses.replace(answered, ended=await self._ended(run, run.status))
+                hooks = await self._store.webhooks.targets(
+                    run.project_id, f"thread.run.{run.status}"
+                )
+                ended = self._ended(run, run.status, hooks)
+                return dataclasses.replace(_answered(call, run), ended=ended)
             if start.status == "requires_action" and call.tool_step_id:
                 # As a local activity: an earlier attempt stored this round's calls and the same
                 # workflow task moved the run on to `requires_action`, then the worker died
@@ -385,10 +388,10 @@ class ModelActivities:
         return GenerateResult(
             finish=finish,
             usage=usage,
-            ended=await self._ended(run, ended) if ended is not None else None,
+            ended=self._ended(run, ended.status, ended.webhooks) if ended is not None else None,
         )
 
-    async def _ended(self, run: Any, status: str) -> FinishResult:
+    def _ended(self, run: Any, status: str, webhooks: list[str]) -> FinishResult:
         """The answer ended the run: what `finish_run` would have reported, so the workflow
         skips it (one local activity and one commit less per run)."""
         log.info(
@@ -399,8 +402,7 @@ class ModelActivities:
             status=status,
         )
         self._metrics.run_finished(status)
-        hooks = await self._store.webhooks.targets(run.project_id, f"thread.run.{status}")
-        return FinishResult(webhooks=hooks, status=status)
+        return FinishResult(webhooks=webhooks, status=status)
 
     async def _check_stores(self, run: Any, store_ids: list[str]) -> None:
         """A run uses its stores (their `last_active_at` moves); an expired or missing one ends

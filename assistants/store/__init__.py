@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from assistants.store import objects
-from assistants.store.assistants import AssistantStore
+from assistants.store.assistants import AssistantStore, get_assistant
 from assistants.store.chunks import ChunkStore
 from assistants.store.db import Database
 from assistants.store.files import FileStore
@@ -21,7 +21,7 @@ from assistants.store.migrations import migrate
 from assistants.store.projects import ProjectStore
 from assistants.store.runs import RunStore, create_run
 from assistants.store.tables import runs
-from assistants.store.threads import PrepareResources, ThreadStore, create_thread
+from assistants.store.threads import PrepareResources, ThreadStore, create_thread, get_thread
 from assistants.store.tool_calls import ToolCallStore
 from assistants.store.vector_store_files import VectorStoreFileStore
 from assistants.store.vector_stores import VectorStoreStore
@@ -46,6 +46,18 @@ class Store:
     @classmethod
     def from_url(cls, url: str) -> Store:
         return cls(Database(url))
+
+    async def thread_and_assistant(
+        self, project_id: str, thread_id: str, assistant_id: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What `POST /threads/{id}/runs` checks first, in one read: the thread (a 404 for it
+        comes before the assistant's), then the assistant (a 404 naming `assistant_id`)."""
+
+        def tx(conn: Connection) -> tuple[dict[str, Any], dict[str, Any]]:
+            thread = get_thread(conn, project_id, thread_id)
+            return thread, get_assistant(conn, project_id, assistant_id, param="assistant_id")
+
+        return await self.db.read(tx)
 
     async def create_thread_and_run(
         self,

@@ -13,10 +13,21 @@ from assistants.ids import new_id
 from assistants.store import objects
 from assistants.store.db import Database
 from assistants.store.pagination import PageParams, fetch_page, list_object
+from assistants.store.prepared import select_where
 from assistants.store.tables import assistants
 from assistants.store.threads import PrepareResources
 
 JSONDict = dict[str, Any]
+
+
+def get_assistant(
+    conn: Connection, project_id: str, assistant_id: str, *, param: str | None = None
+) -> JSONDict:
+    """The project's assistant (a 404 naming `param` when it is not there)."""
+    row = select_where(conn, assistants, {"id": assistant_id, "project_id": project_id})
+    if row is None:
+        raise NotFound.object("assistant", assistant_id, param=param)
+    return objects.assistant(row)
 
 
 class AssistantStore:
@@ -46,17 +57,9 @@ class AssistantStore:
     async def get(
         self, project_id: str, assistant_id: str, *, param: str | None = None
     ) -> JSONDict:
-        def tx(conn: Connection) -> JSONDict:
-            row = conn.execute(
-                select(assistants).where(
-                    assistants.c.id == assistant_id, assistants.c.project_id == project_id
-                )
-            ).first()
-            if row is None:
-                raise NotFound.object("assistant", assistant_id, param=param)
-            return objects.assistant(row)
-
-        return await self._db.read(tx)
+        return await self._db.read(
+            lambda conn: get_assistant(conn, project_id, assistant_id, param=param)
+        )
 
     async def modify(self, project_id: str, assistant_id: str, fields: JSONDict) -> JSONDict:
         where = (assistants.c.id == assistant_id) & (assistants.c.project_id == project_id)

@@ -24,6 +24,7 @@ from assistants.store.pagination import PageParams, fetch_page, list_object
 from assistants.store.prepared import insert_rows, select_one, select_where, update_by_id
 from assistants.store.tables import messages, run_steps, runs, threads, tool_output_submissions
 from assistants.store.threads import insert_message, lock_thread_row, require_thread
+from assistants.store.webhooks import webhook_targets
 
 JSONDict = dict[str, Any]
 
@@ -465,12 +466,13 @@ class RunStore:
         annotations: list[JSONDict] | None = None,
         streamed_annotations: int = 0,
         end: RunEnd | None = None,
-    ) -> str | None:
+    ) -> RunEnded | None:
         """Store the final text; message `completed` (or `incomplete` when cut by the token limit),
         step `completed` with its usage. Idempotent. With `end` (the model's answer ends the run)
         the run ends in the same commit, if it is still `in_progress`: a client sees `completed`
         as soon as the answer is stored, not one workflow task later. Returns the status this
-        commit ended the run with (None: it did not end it). `images` (file ids, from
+        commit ended the run with and the webhooks subscribed to that end (None: it did not end
+        the run). `images` (file ids, from
         code_interpreter) follow the text as `image_file` blocks, each streamed as its own delta;
         `annotations` (the text's `file_path` ones) stream in one last text delta, except the
         first `streamed_annotations` (file citations, streamed with their markers)."""
@@ -479,7 +481,7 @@ class RunStore:
         content = objects.text_content(text)
         content[0]["text"]["annotations"] = list(annotations or [])
 
-        def tx(conn: Connection) -> str | None:
+        def tx(conn: Connection) -> RunEnded | None:
             run_row(conn, run_id, lock=True)
             if select_one(conn, messages, message_id).status == "in_progress":
                 if annotations and len(annotations) > streamed_annotations:
@@ -545,9 +547,11 @@ class RunStore:
                 events.append(
                     conn, run_id, f"step:{step_id}:done", "thread.run.step.completed", step
                 )
-            if end is not None and run_row(conn, run_id).status == "in_progress":
-                return str(_finish(conn, run_id, end)["status"])
-            return None
+            row = run_row(conn, run_id)
+            if end is None or row.status != "in_progress":
+                return None
+            status = str(_finish(conn, run_id, end)["status"])
+            return RunEnded(status, webhook_targets(conn, row.project_id, f"thread.run.{status}"))
 
         return await self._db.write(tx)
 
@@ -586,6 +590,14 @@ class RunEnd:
     usage: JSONDict | None = None
     last_error: JSONDict | None = None
     incomplete_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    """How a commit ended a run: its terminal status and the webhooks subscribed to it."""
+
+    status: str
+    webhooks: list[str]
 
 
 @dataclass(frozen=True)

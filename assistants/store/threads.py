@@ -59,6 +59,13 @@ def lock_thread_row(conn: Connection, project_id: str, thread_id: str) -> Row[An
     return row
 
 
+def get_thread(conn: Connection, project_id: str, thread_id: str) -> JSONDict:
+    row = select_where(conn, threads, {"id": thread_id, "project_id": project_id})
+    if row is None:
+        raise NotFound.object("thread", thread_id)
+    return objects.thread(row)
+
+
 def require_thread(conn: Connection, project_id: str, thread_id: str) -> None:
     found = conn.scalar(
         select(threads.c.seq).where(threads.c.id == thread_id, threads.c.project_id == project_id)
@@ -122,13 +129,7 @@ class ThreadStore:
         return await self._db.write(tx)
 
     async def get(self, project_id: str, thread_id: str) -> JSONDict:
-        def tx(conn: Connection) -> JSONDict:
-            row = select_where(conn, threads, {"id": thread_id, "project_id": project_id})
-            if row is None:
-                raise NotFound.object("thread", thread_id)
-            return objects.thread(row)
-
-        return await self._db.read(tx)
+        return await self._db.read(lambda conn: get_thread(conn, project_id, thread_id))
 
     async def modify(self, project_id: str, thread_id: str, fields: JSONDict) -> JSONDict:
         where = (threads.c.id == thread_id) & (threads.c.project_id == project_id)

@@ -10,7 +10,7 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import Row, delete, select
+from sqlalchemy import Row, bindparam, delete, select
 from sqlalchemy.engine import Connection
 
 from assistants.errors import NotFound
@@ -41,6 +41,19 @@ def webhook_object(row: Row[Any]) -> JSONDict:
 def subscribed(events: list[str] | None, event: str) -> bool:
     """An empty subscription list means every event."""
     return not events or event in events
+
+
+_PROJECT_HOOKS = (
+    select(webhooks.c.id, webhooks.c.events)
+    .where(webhooks.c.project_id == bindparam("project_id"))
+    .order_by(webhooks.c.seq.asc())
+)
+
+
+def webhook_targets(conn: Connection, project_id: str, event: str) -> Ids:
+    """Ids of the project's webhooks subscribed to `event`, oldest first."""
+    rows = conn.execute(_PROJECT_HOOKS, {"project_id": project_id}).all()
+    return [str(r.id) for r in rows if subscribed(r.events, event)]
 
 
 class WebhookStore:
@@ -97,15 +110,7 @@ class WebhookStore:
     async def targets(self, project_id: str, event: str) -> Ids:
         """Ids of the project's webhooks subscribed to `event`, oldest first."""
 
-        def tx(conn: Connection) -> Ids:
-            rows = conn.execute(
-                select(webhooks.c.id, webhooks.c.events)
-                .where(webhooks.c.project_id == project_id)
-                .order_by(webhooks.c.seq.asc())
-            ).all()
-            return [str(r.id) for r in rows if subscribed(r.events, event)]
-
-        return await self._db.read(tx)
+        return await self._db.read(lambda conn: webhook_targets(conn, project_id, event))
 
     async def get(self, webhook_id: str) -> Row[Any] | None:
         """The full row (secret included) for a delivery; None once the webhook is deleted."""

@@ -63,8 +63,7 @@ async def create(request: Request) -> Response:
     body = parse(RunCreate, await json_body(request), limits(request))
     svc, pid = services(request), project(request)
     thread_id = request.path_params["thread_id"]
-    await svc.store.threads.get(pid, thread_id)  # 404 for the thread before the assistant
-    assistant = await svc.store.assistants.get(pid, body.assistant_id, param="assistant_id")
+    _, assistant = await svc.store.thread_and_assistant(pid, thread_id, body.assistant_id)
     await require_files(
         svc.store.files, pid, messages_refs(body.additional_messages, "additional_messages")
     )
