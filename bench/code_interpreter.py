@@ -83,11 +83,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        dev = DevProcesses(
-            Path(tmp),
-            model_mode="tool-rounds",
-            env={"ASSISTANTS_TOOL_MODULES": "tests.support.tools"},
-        )
+        dev = DevProcesses.with_tool_rounds(Path(tmp))
         dev.start()
         try:
             result = asyncio.run(measure(dev, args.runs))

@@ -45,11 +45,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         data.mkdir()
         loaded = await load(f"sqlite:///{data / 'assistants.db'}", texts, vectors)
         await loaded.store.db.dispose()
-        procs = DevProcesses(
-            Path(tmp),
-            model_mode="tool-rounds",
-            env={"ASSISTANTS_TOOL_MODULES": "tests.support.tools"},
-        )
+        procs = DevProcesses.with_tool_rounds(Path(tmp))
         procs.start()
         try:
             client = openai.AsyncOpenAI(base_url=procs.api_url, api_key=procs.key, max_retries=0)

@@ -244,6 +244,16 @@ class DevProcesses:
     def temporal_address(self) -> str:
         return f"127.0.0.1:{self.temporal_port}"
 
+    @classmethod
+    def with_tool_rounds(cls, workdir: Path) -> DevProcesses:
+        """`dev` whose model, offered tools, calls the first one once (otherwise it answers at
+        once), and whose worker runs the test suite's registered tools (`get_weather`, …)."""
+        return cls(
+            workdir,
+            model_mode="tool-rounds",
+            env={"ASSISTANTS_TOOL_MODULES": "tests.support.tools"},
+        )
+
     def start(self) -> None:
         self.procs.append(self.model.start())
         env = _base_env() | {
