@@ -21,8 +21,11 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 import uvicorn
+import uvloop
 from temporalio.worker import Worker
 
 from assistants.api.app import build_services, create_app
@@ -44,6 +47,9 @@ async def _serve_api(settings: Settings, services: Services) -> None:
         port=settings.api_port,
         log_config=None,
         access_log=False,
+        # The C HTTP/1.1 parser: h11, uvicorn's pure-Python one, was an eighth of a loaded
+        # `dev` process's CPU (py-spy, bench/mixed_load.py).
+        http="httptools",
         timeout_graceful_shutdown=5,
         # Longer than httpx's 5 s idle-connection expiry (the SDK's client), so the server never
         # closes a kept-alive connection just as the client reuses it (a spurious ReadError).
@@ -262,20 +268,29 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"durable-assistants {args.command}: {error}\n")
 
 
+def _serve(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
+    """Run a server process (`dev`, `api`, `worker`, `sandbox-worker`) on the configured event
+    loop. Under load, these processes are bound by their event loop's own overhead (selecting,
+    scheduling callbacks, socket reads and writes): uvloop does that work in C."""
+    factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
+
+
 def _run(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         if args.command == "dev":
-            asyncio.run(_dev(settings))
+            _serve(settings, _dev(settings))
         elif args.command == "api":
-            asyncio.run(_api(settings))
+            _serve(settings, _api(settings))
         elif args.command == "worker":
             from worker import run_worker
 
-            asyncio.run(run_worker(settings))
+            _serve(settings, run_worker(settings))
         elif args.command == "sandbox-worker":
             from sandbox_worker import run_sandbox_worker
 
-            asyncio.run(run_sandbox_worker(settings))
+            _serve(settings, run_sandbox_worker(settings))
         elif args.command == "tools":
             _list_tools(settings)
         elif args.command == "init":

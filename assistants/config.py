@@ -349,6 +349,12 @@ class Settings(BaseSettings):
         "proxies the standard library for every run: about a fifth of a run's CPU). Off by "
         "default; the test suite and the replay suite run it sandboxed instead.",
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="The event loop the server processes run on: uvloop (libuv, in C) runs a "
+        "loaded process's callbacks in a fraction of asyncio's own loop's time; `asyncio` is "
+        "the standard library's.",
+    )
     api_worker: bool = Field(
         default=False,
         description="`durable-assistants api` also runs a Temporal worker on the same client "
