@@ -71,8 +71,10 @@ async def follow(
                     if event.event in TERMINAL_EVENTS:
                         break
             if fresh:
-                yield fresh
+                # Before the yield, which waits for the client's socket: a change feed that sees
+                # these events meanwhile must not wake this stream to read them again.
                 subscription.seen = after_seq
+                yield fresh
                 if fresh[-1].event in TERMINAL_EVENTS:
                     return
             if batch:

@@ -139,3 +139,29 @@ async def test_a_change_feed_wakes_only_streams_behind_it() -> None:
         assert not current.wake.is_set() and behind.wake.is_set()
         notifier.notify(["run_a"])  # no seq known (PostgreSQL's LISTEN): wake
         assert current.wake.is_set()
+
+
+async def test_a_change_feed_seeing_what_a_stream_is_sending_does_not_wake_it(
+    store: Store,
+) -> None:
+    """While the stream's consumer writes a batch to the client's socket, the change feed
+    reports the same events: the stream already counts them as sent and reads nothing more."""
+    notifier = RunNotifier()
+    store.db.on_commit = notifier.committed
+    run_id = await _run(store)
+    await store.runs.start_round(run_id, "step_a", "msg_a")
+    assert isinstance(store.db, CountingDatabase)
+    stream = follow(store, notifier, run_id)
+    first = await anext(stream)  # the initial read
+    assert first is not None
+    reads = store.db.reads
+    # The consumer is "writing" `first`; the feed announces the log's newest seq meanwhile.
+    notifier.notify([run_id], {run_id: first[-1].seq})
+    waiting = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.2)  # woken by that, it would read the store now
+    assert not waiting.done()
+    await store.runs.begin_message(run_id, "step_a", "msg_a", first_delta="Hel")
+    second = await asyncio.wait_for(waiting, 5)
+    assert second is not None and second[0].seq == first[-1].seq + 1
+    assert store.db.reads == reads  # the commit's own events, not a read
+    await stream.aclose()
