@@ -349,6 +349,15 @@ class Settings(BaseSettings):
         "proxies the standard library for every run: about a fifth of a run's CPU). Off by "
         "default; the test suite and the replay suite run it sandboxed instead.",
     )
+    api_max_concurrent_requests: int = Field(
+        default=0,
+        ge=0,
+        description="Most API requests an API process works on at once; the rest wait their "
+        "turn. A request holds its place until its response starts (a stream only until its "
+        "headers are out); file uploads and health probes are not counted. 0 (default): no "
+        "bound. With the worker in the API's process, a bound trades request latency for runs "
+        "finished under overload (measured in assistants/api/admission.py).",
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop",
         description="The event loop the server processes run on: uvloop (libuv, in C) runs a "

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assistants.api.admission import AdmissionMiddleware
 from assistants.api.auth import Authenticator, require_beta_header
 from assistants.api.context import Services
 from assistants.api.http import error_response, refuse_null_characters
@@ -204,6 +205,7 @@ def create_app(services: Services, *, sweep: bool = True) -> Starlette:
     app.state.services = services
     app.state.readiness = Readiness(services.store, services.launcher.client)
     app.add_middleware(AuthMiddleware, authenticator=Authenticator(services.store.projects))
+    app.add_middleware(AdmissionMiddleware, limit=services.settings.api_max_concurrent_requests)
     app.add_middleware(RequestIdMiddleware)  # outermost: errors from auth carry the id too
     return app
 
