@@ -86,7 +86,7 @@ def refuse_null_characters(request: Request) -> None:
     """No id contains U+0000 (and PostgreSQL cannot even compare one): such a path names nothing,
     such a query parameter is invalid. (The server decodes paths and query strings with
     replacement characters, so no lone surrogate gets this far; the query check covers it too.)"""
-    if "\x00" in request.url.path:
+    if "\x00" in request.scope["path"]:
         raise NotFound(f"Invalid URL ({request.method} {request.url.path})")
     for name, value in request.query_params.multi_items():
         problem = find_problem({name: value})
