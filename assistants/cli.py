@@ -47,8 +47,8 @@ async def _serve_api(settings: Settings, services: Services) -> None:
         port=settings.api_port,
         log_config=None,
         access_log=False,
-        # The C HTTP/1.1 parser: h11, uvicorn's pure-Python one, was an eighth of a loaded
-        # `dev` process's CPU (py-spy, bench/mixed_load.py).
+        # The C HTTP/1.1 parser: h11, uvicorn's pure-Python one, held the GIL an eighth of a
+        # loaded `dev` process's time (py-spy, bench/mixed_load.py).
         http="httptools",
         timeout_graceful_shutdown=5,
         # Longer than httpx's 5 s idle-connection expiry (the SDK's client), so the server never

@@ -9,8 +9,8 @@ but never loses it.
   started by the sweeper here. Starting is idempotent (a duplicate id is rejected), so sweeping
   and a slow first start never run a run twice. A run whose start Temporal confirmed (started,
   or already there) is not re-sent: under load a run can stay `queued` for seconds after its
-  workflow started, and re-sending every such start each pass was a seventh of a loaded `dev`
-  process's CPU, spent on starts Temporal rejected.
+  workflow started, and re-sending every such start each pass took a seventh of a loaded
+  `dev` process's GIL time (py-spy), spent on starts Temporal rejected.
 - **Cancel.** The route writes `cancelling` and, in the same transaction, puts the cancel in an
   outbox: two columns on the run, `cancel_requested_at` and `cancel_delivered_at` (a column pair
   rather than an outbox table: a run has at most one cancel, and the sweeper's query is then one

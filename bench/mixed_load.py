@@ -220,7 +220,7 @@ async def run_group(group: Group, window: tuple[float, float]) -> dict[str, Any]
 
 
 def client_process(group: Group, ready: Any, go: Any, window: Any, results: Any) -> None:
-    """A client process: build the clients, say so, wait for the window, run, report."""
+    """A client process: say it is up (imports done), wait for the window, run, report."""
     ready.put(group.index)
     go.wait()
     results.put(asyncio.run(run_group(group, (window[0], window[1]))))

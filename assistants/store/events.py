@@ -45,8 +45,8 @@ class RunEvent:
 # key instead of building, hashing and looking up a new construct per event (building them was
 # the biggest single CPU cost of a run, measured with py-spy).
 # One statement per number of keys, each with plain bind parameters: an `expanding` IN list is
-# re-rendered at every execution (SQLAlchemy's "post-compile" step), which cost a tenth of a
-# loaded `dev` process's CPU in this one query. A call appends at most a handful of events.
+# re-rendered at every execution (SQLAlchemy's "post-compile" step): 36 against 26 µs a call
+# with five keys on SQLite. A call appends at most a handful of events, so few are built.
 _EXISTING_KEYS: dict[int, Any] = {}
 
 
