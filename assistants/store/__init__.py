@@ -57,7 +57,7 @@ class Store:
             thread = get_thread(conn, project_id, thread_id)
             return thread, get_assistant(conn, project_id, assistant_id, param="assistant_id")
 
-        return await self.db.read(tx)
+        return await self.db.lookup(tx)
 
     async def create_thread_and_run(
         self,

@@ -57,7 +57,7 @@ class AssistantStore:
     async def get(
         self, project_id: str, assistant_id: str, *, param: str | None = None
     ) -> JSONDict:
-        return await self._db.read(
+        return await self._db.lookup(
             lambda conn: get_assistant(conn, project_id, assistant_id, param=param)
         )
 
@@ -92,4 +92,4 @@ class AssistantStore:
             result = fetch_page(conn, assistants, assistants.c.project_id == project_id, page)
             return list_object([objects.assistant(r) for r in result.rows], result.has_more)
 
-        return await self._db.read(tx)
+        return await self._db.lookup(tx)

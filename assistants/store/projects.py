@@ -70,7 +70,7 @@ class ProjectStore:
 
     async def resolve(self, id_or_name: str) -> str | None:
         """A project's id, given its id or its name (`default` → `proj_default`)."""
-        return await self._db.read(
+        return await self._db.lookup(
             lambda conn: conn.scalar(
                 select(projects.c.id).where(
                     (projects.c.id == id_or_name) | (projects.c.name == id_or_name)
@@ -80,7 +80,7 @@ class ProjectStore:
 
     async def project_for_key(self, key: str) -> str | None:
         digest = hash_key(key)
-        owner = await self._db.read(
+        owner = await self._db.lookup(
             lambda conn: conn.scalar(
                 select(api_keys.c.project_id).where(api_keys.c.key_hash == digest)
             )

@@ -156,7 +156,7 @@ class RunStore:
         )
 
     async def get(self, project_id: str, thread_id: str, run_id: str) -> JSONDict:
-        return await self._db.read(
+        return await self._db.lookup(
             lambda conn: objects.run(scoped_row(conn, project_id, thread_id, run_id))
         )
 
@@ -167,7 +167,7 @@ class RunStore:
             result = fetch_page(conn, runs, scope, page)
             return list_object([objects.run(r) for r in result.rows], result.has_more)
 
-        return await self._db.read(tx)
+        return await self._db.lookup(tx)
 
     async def modify(
         self, project_id: str, thread_id: str, run_id: str, metadata: dict[str, str] | None
@@ -241,7 +241,7 @@ class RunStore:
             steps = [objects.step(r, include_content) for r in result.rows]
             return list_object(steps, result.has_more)
 
-        return await self._db.read(tx)
+        return await self._db.lookup(tx)
 
     async def get_step(
         self,
@@ -264,7 +264,7 @@ class RunStore:
                 raise NotFound.object("run step", step_id)
             return objects.step(row, include_content)
 
-        return await self._db.read(tx)
+        return await self._db.lookup(tx)
 
     async def stale_queued(self, older_than_s: float) -> list[Any]:
         """Runs still `queued` without ever having started, created `older_than_s` ago or more.
@@ -281,7 +281,7 @@ class RunStore:
 
     async def event_snapshot(self, run_id: str, event: str) -> tuple[JSONDict, int] | None:
         """The run object as the newest `event` (e.g. `thread.run.completed`) carried it."""
-        return await self._db.read(lambda conn: events.latest_named(conn, run_id, event))
+        return await self._db.lookup(lambda conn: events.latest_named(conn, run_id, event))
 
     async def message_texts(self, run_id: str) -> list[str]:
         """The texts of the assistant messages a run wrote, in order."""

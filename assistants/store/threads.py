@@ -129,7 +129,7 @@ class ThreadStore:
         return await self._db.write(tx)
 
     async def get(self, project_id: str, thread_id: str) -> JSONDict:
-        return await self._db.read(lambda conn: get_thread(conn, project_id, thread_id))
+        return await self._db.lookup(lambda conn: get_thread(conn, project_id, thread_id))
 
     async def modify(self, project_id: str, thread_id: str, fields: JSONDict) -> JSONDict:
         where = (threads.c.id == thread_id) & (threads.c.project_id == project_id)
@@ -187,7 +187,7 @@ class ThreadStore:
                 raise NotFound.object("message", message_id)
             return objects.message(row)
 
-        return await self._db.read(tx)
+        return await self._db.lookup(tx)
 
     async def modify_message(
         self, project_id: str, thread_id: str, message_id: str, metadata: dict[str, str] | None
@@ -229,4 +229,4 @@ class ThreadStore:
             result = fetch_page(conn, messages, scope, page)
             return list_object([objects.message(r) for r in result.rows], result.has_more)
 
-        return await self._db.read(tx)
+        return await self._db.lookup(tx)

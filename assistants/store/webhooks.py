@@ -110,7 +110,7 @@ class WebhookStore:
     async def targets(self, project_id: str, event: str) -> Ids:
         """Ids of the project's webhooks subscribed to `event`, oldest first."""
 
-        return await self._db.read(lambda conn: webhook_targets(conn, project_id, event))
+        return await self._db.lookup(lambda conn: webhook_targets(conn, project_id, event))
 
     async def get(self, webhook_id: str) -> Row[Any] | None:
         """The full row (secret included) for a delivery; None once the webhook is deleted."""

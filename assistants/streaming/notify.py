@@ -106,13 +106,13 @@ class RunNotifier:
 
 async def poll_sqlite(db: Database, notifier: RunNotifier, interval_s: float = 0.02) -> None:
     """Cross-process change feed for SQLite (a worker in another process appends events)."""
-    mark = await db.read(latest_rowid)
+    mark = await db.lookup(latest_rowid)
     while True:
         await asyncio.sleep(interval_s)
         if not notifier.has_subscribers:
             continue
         try:
-            mark, changed = await db.read(functools.partial(runs_changed_since, rowid=mark))
+            mark, changed = await db.lookup(functools.partial(runs_changed_since, rowid=mark))
         except Exception:  # a busy or briefly unavailable database: try again next tick
             log.warning("event poll failed", exc_info=True)
             continue

@@ -60,7 +60,7 @@ async def follow(
             wake.clear()  # before reading: a commit during the read wakes the next wait
             batch = None if first_read else subscription.take()
             if batch is None:
-                batch = await store.db.read(
+                batch = await store.db.lookup(
                     functools.partial(read, run_id=run_id, after_seq=after_seq, limit=_BATCH)
                 )
             fresh: list[RunEvent] = []
@@ -85,7 +85,7 @@ async def follow(
                 # Otherwise wait: a commit since `wake.clear()` has already set `wake`.
             if first_read:
                 # Resumed after the event that ended the stream: nothing more will come.
-                last = await store.db.read(functools.partial(last_event, run_id=run_id))
+                last = await store.db.lookup(functools.partial(last_event, run_id=run_id))
                 if last is not None and last.seq <= after_seq and last.event in TERMINAL_EVENTS:
                     return
                 first_read = False
