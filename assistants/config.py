@@ -176,6 +176,15 @@ class Settings(BaseSettings):
     poll_after_ms: int = Field(
         default=100, ge=0, description="`openai-poll-after-ms` header on run reads."
     )
+    poll_hold_ms: int = Field(
+        default=1000,
+        ge=0,
+        le=60_000,
+        description="How long a run read from the SDK's `poll` helpers (`create_and_poll`, "
+        "`poll`: header `X-Stainless-Poll-Helper`) may wait for the run to settle "
+        "(`completed`, `requires_action`, …) before answering with its status as it is; it "
+        "answers the moment the run settles. 0: answer at once, as other reads do.",
+    )
     max_request_bytes: int = Field(
         default=32 * 1024 * 1024,
         ge=1024,

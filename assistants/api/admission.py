@@ -16,7 +16,8 @@ than polls answered, not a default.
 A request holds its place until its response starts: a stream (`stream=True`, `/events`) lets
 the next request in as soon as its headers are out, since it then spends its life waiting for
 events. File uploads are not counted (their bodies arrive at the client's pace), nor are the
-health probes.
+health probes. A request that is about to wait rather than work (a poll held until its run
+settles) gives its place up the same way (`step_aside`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from __future__ import annotations
 import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Where a counted request's scope keeps its way to give its place up.
+_RELEASE = "assistants.admission.release"
 
 
 class AdmissionMiddleware:
@@ -52,10 +56,18 @@ class AdmissionMiddleware:
                 release()
             await send(message)
 
+        scope[_RELEASE] = release
         try:
             await self._app(scope, receive, send_releasing)
         finally:
             release()
+
+
+def step_aside(scope: Scope) -> None:
+    """The request is about to wait (for a run to change, not for work): let the next one in."""
+    release = scope.get(_RELEASE)
+    if release is not None:
+        release()
 
 
 def _counted(scope: Scope) -> bool:

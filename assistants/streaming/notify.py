@@ -51,6 +51,12 @@ class Subscription:
             self._held.clear()
         self.wake.set()
 
+    def drain(self) -> list[RunEvent]:
+        """The held events as they came, without `take`'s ordering checks (a held poll only
+        looks for the event that settles the run)."""
+        events, self._held = self._held, []
+        return events
+
     def take(self) -> list[RunEvent] | None:
         """The held events right after `seen`, in order; None when they do not follow on from
         it (another process wrote in between, or only a wake came): read the store instead."""

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from assistants.api.admission import AdmissionMiddleware
+from assistants.api.admission import AdmissionMiddleware, step_aside
 
 
 class App:
@@ -26,6 +26,9 @@ class App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = scope["name"]
         self.entered.append(name)
+        if scope["path"].endswith("/held"):  # a poll held until its run settles
+            step_aside(scope)
+            step_aside(scope)  # twice: the place is given up once
         if scope["path"].endswith("/stream"):
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await self.gate(name).wait()
@@ -91,6 +94,28 @@ async def test_a_stream_gives_its_place_up_once_its_headers_are_out() -> None:
     await plain
     app.gate("s").set()
     await stream
+
+
+async def test_a_request_that_steps_aside_to_wait_lets_the_next_in() -> None:
+    app = App()
+    middleware = AdmissionMiddleware(app, limit=1)
+    held = asyncio.create_task(_request(middleware, "h", "/v1/threads/t/runs/r/held"))
+    await _settle()
+    first = asyncio.create_task(_request(middleware, "p", "/v1/threads/t"))
+    second = asyncio.create_task(_request(middleware, "q", "/v1/threads/u"))
+    await _settle()
+    assert app.entered == ["h", "p"]  # one place, the held poll's, given up once: not two
+    app.gate("p").set()
+    await first
+    await _settle()
+    assert app.entered == ["h", "p", "q"]
+    app.gate("h").set()
+    app.gate("q").set()
+    assert (await held)[0]["status"] == 200
+    await second
+    # Every place came back: the next request goes straight in.
+    app.gate("r").set()
+    await _request(middleware, "r", "/v1/threads/v")
 
 
 async def test_a_failed_request_gives_its_place_up() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from assistants.api.admission import step_aside
 from assistants.api.attachment_stores import add_to_thread_store, search_attachments
 from assistants.api.context import Services, services
 from assistants.api.file_refs import messages_refs, require_files, tool_resource_refs
@@ -26,6 +28,7 @@ from assistants.requests import (
 )
 from assistants.run_config import resolve_run_fields
 from assistants.store.tool_calls import StagedOutputs
+from assistants.streaming.held_poll import hold_seconds, until_settled
 from assistants.streaming.sse import sse_stream
 
 # Event sequence numbers are 32-bit integers in the store (`run_events.seq`).
@@ -131,7 +134,14 @@ async def create_thread_and_run(request: Request) -> Response:
 
 async def retrieve(request: Request) -> Response:
     svc, p = services(request), request.path_params
-    run = await svc.store.runs.get(project(request), p["thread_id"], p["run_id"])
+    read = functools.partial(svc.store.runs.get, project(request), p["thread_id"], p["run_id"])
+    hold_s = hold_seconds(request.headers, svc.settings.poll_hold_ms)
+    if not hold_s:
+        return ok(await read(), _poll_headers(svc))
+    # The SDK's poll helper: answer when the run settles (assistants/streaming/held_poll.py).
+    run = await until_settled(
+        read, svc.notifier, p["run_id"], hold_s, before_wait=lambda: step_aside(request.scope)
+    )
     return ok(run, _poll_headers(svc))
 
 

@@ -1,0 +1,90 @@
+"""Held polls (assistants/streaming/held_poll.py): which reads may wait, for how long, and what
+wakes them. The run notifier is the real one; the store read is a function over a dict."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from assistants.store.events import RunEvent
+from assistants.streaming.held_poll import hold_seconds, until_settled
+from assistants.streaming.notify import RunNotifier
+
+
+def test_only_the_sdks_poll_helpers_are_held_and_within_their_read_timeout() -> None:
+    helper = {"x-stainless-poll-helper": "true"}
+    assert hold_seconds({}, 1000) == 0.0
+    assert hold_seconds({"x-stainless-poll-helper": "false"}, 1000) == 0.0
+    assert hold_seconds(helper, 0) == 0.0
+    assert hold_seconds(helper, 1000) == 1.0
+    assert hold_seconds(helper | {"x-stainless-read-timeout": "600"}, 1000) == 1.0
+    assert hold_seconds(helper | {"x-stainless-read-timeout": "0.5"}, 1000) == 0.25
+    for odd in ("nan", "inf", "-3", "0", "soon"):
+        assert hold_seconds(helper | {"x-stainless-read-timeout": odd}, 1000) == 1.0
+
+
+def _event(seq: int, name: str) -> RunEvent:
+    return RunEvent(seq=seq, event=name, data="{}")
+
+
+class Run:
+    """The stored run: its status and how often it was read."""
+
+    def __init__(self) -> None:
+        self.status = "in_progress"
+        self.reads = 0
+
+    async def read(self) -> dict[str, str]:
+        self.reads += 1
+        return {"id": "run_1", "status": self.status}
+
+
+async def test_a_held_poll_answers_when_the_settling_event_is_committed() -> None:
+    notifier, run = RunNotifier(), Run()
+    waited: list[bool] = []
+    started = time.monotonic()
+    poll = asyncio.create_task(
+        until_settled(run.read, notifier, "run_1", 5.0, before_wait=lambda: waited.append(True))
+    )
+    await asyncio.sleep(0.05)
+    # Message deltas wake it but cost no read.
+    notifier.committed({"run_1": [_event(5, "thread.message.delta")]})
+    notifier.committed({"run_2": [_event(1, "thread.run.completed")]})  # another run
+    await asyncio.sleep(0.05)
+    assert run.reads == 1 and not poll.done()
+    run.status = "completed"
+    notifier.committed({"run_1": [_event(6, "thread.message.completed")]})
+    notifier.committed({"run_1": [_event(7, "thread.run.completed")]})
+    answered = await poll
+    assert answered["status"] == "completed" and run.reads == 2
+    assert time.monotonic() - started < 1.0
+    assert waited == [True]
+
+
+async def test_a_change_feeds_bare_wake_up_rereads_the_run() -> None:
+    notifier, run = RunNotifier(), Run()
+    poll = asyncio.create_task(until_settled(run.read, notifier, "run_1", 5.0))
+    await asyncio.sleep(0.05)
+    run.status = "requires_action"
+    notifier.notify(["run_1"])  # another process wrote; no events come with it
+    assert (await poll)["status"] == "requires_action"
+
+
+async def test_a_held_poll_answers_with_the_run_as_it_is_after_the_hold() -> None:
+    notifier, run = RunNotifier(), Run()
+    started = time.monotonic()
+    answered = await until_settled(run.read, notifier, "run_1", 0.2)
+    assert answered["status"] == "in_progress"
+    assert 0.2 <= time.monotonic() - started < 1.0
+    assert run.reads == 2  # read again at the end, not answered with the first read
+    assert not notifier.has_subscribers
+
+
+async def test_a_settled_run_is_answered_at_once() -> None:
+    notifier, run = RunNotifier(), Run()
+    run.status = "failed"
+    waited: list[bool] = []
+    answered = await until_settled(
+        run.read, notifier, "run_1", 5.0, before_wait=lambda: waited.append(True)
+    )
+    assert answered["status"] == "failed" and run.reads == 1 and not waited
