@@ -41,7 +41,9 @@ def test_poll_returns_when_the_run_needs_action(
 ) -> None:
     assistant = client.beta.assistants.create(model="gpt-4o", tools=[WEATHER])
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Weather?"}])
-    model.enqueue(Reply(tool_calls=[ToolCallSpec(name="lookup_forecast", arguments="{}")], ttft=0.4))
+    model.enqueue(
+        Reply(tool_calls=[ToolCallSpec(name="lookup_forecast", arguments="{}")], ttft=0.4)
+    )
     run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
     started = time.monotonic()
     run = client.beta.threads.runs.poll(
