@@ -68,6 +68,10 @@ _TAKE_SEQS = (
     .returning(runs.c.event_seq)
 )
 _NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, bindparam("run_id")))
+# A second channel for the appends that settle a run (`TERMINAL_EVENTS`): what held polls wait
+# for (assistants/streaming/held_poll.py), so the deltas before do not wake them.
+SETTLED_CHANNEL = "assistants_run_settled"
+_NOTIFY_SETTLED = select(func.pg_notify(SETTLED_CHANNEL, bindparam("run_id")))
 _INSERT = run_events.insert()
 _READ = (
     select(run_events.c.seq, run_events.c.event, run_events.c.data, run_events.c.created_ms)
@@ -102,6 +106,8 @@ def append_many(
     if conn.dialect.name == "postgresql":
         # Delivered at commit to every listening API process (see assistants.streaming.notify).
         conn.execute(_NOTIFY, {"run_id": run_id})
+        if any(event in TERMINAL_EVENTS for _, event, _ in fresh):
+            conn.execute(_NOTIFY_SETTLED, {"run_id": run_id})
     first = int(last) - len(fresh) + 1
     seqs = list(range(first, first + len(fresh)))
     appended = [
@@ -130,18 +136,30 @@ def latest_rowid(conn: Connection) -> int:
     return int(conn.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM run_events").scalar_one())
 
 
-def runs_changed_since(conn: Connection, rowid: int) -> tuple[int, dict[str, int]]:
-    """SQLite only: the runs whose logs grew after `rowid`, each with its newest seq, and the
-    new high-water mark."""
+@dataclass(frozen=True)
+class Changes:
+    """What the SQLite change poller found after its high-water mark."""
+
+    mark: int  # the new high-water mark (rowid)
+    newest: dict[str, int]  # run id → its newest seq
+    settled: set[str]  # the runs among them whose new events include a `TERMINAL_EVENTS` one
+
+
+def runs_changed_since(conn: Connection, rowid: int) -> Changes:
+    """SQLite only: the runs whose logs grew after `rowid`."""
     rows = conn.exec_driver_sql(
-        "SELECT rowid, run_id, seq FROM run_events WHERE rowid > ? ORDER BY rowid", (rowid,)
+        "SELECT rowid, run_id, seq, event FROM run_events WHERE rowid > ? ORDER BY rowid",
+        (rowid,),
     ).all()
     if not rows:
-        return rowid, {}
+        return Changes(rowid, {}, set())
     newest: dict[str, int] = {}
-    for _, run_id, seq in rows:
+    settled: set[str] = set()
+    for _, run_id, seq, event in rows:
         newest[str(run_id)] = max(int(seq), newest.get(str(run_id), 0))
-    return int(rows[-1][0]), newest
+        if event in TERMINAL_EVENTS:
+            settled.add(str(run_id))
+    return Changes(int(rows[-1][0]), newest, settled)
 
 
 def last_event(conn: Connection, run_id: str) -> RunEvent | None:

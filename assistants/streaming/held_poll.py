@@ -9,9 +9,11 @@ the run, and answer the moment it is committed: a long poll. The client's loop i
 gets a run object, settled or not, and polls again if not. Reads without the header (a plain
 `runs.retrieve`) answer at once.
 
-The wait follows the notifications streams follow (`RunNotifier`): in-process commits carry
-their events, so a message delta does not cost a read; a change feed's bare wake-up (another
-process wrote) re-reads the run.
+The wait follows the notifications streams follow (`RunNotifier`), which also say when a run
+settles: in this process from the committed events, across processes from the change feeds
+(SQLite's poller sees the events' names; PostgreSQL notifies a channel of its own). A run's
+message deltas wake nothing; a held poll reads the run when it starts, when the run settles
+(or a change feed reconnected), and once more when its time is up.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from assistants.store.events import TERMINAL_EVENTS
-from assistants.streaming.notify import RunNotifier, Subscription
+from assistants.streaming.notify import RunNotifier
 
 # The statuses the SDK's poll helpers stop at: those `TERMINAL_EVENTS` announce.
 SETTLED = frozenset(event.removeprefix("thread.run.") for event in TERMINAL_EVENTS)
@@ -57,33 +59,21 @@ async def until_settled(
     before_wait: Callable[[], None] = lambda: None,
 ) -> Run:
     """The run as `read` returns it, once settled or after `hold_s`, whichever comes first.
-    `before_wait` is called once, before the first wait (the request gives its place up)."""
+    `before_wait` is called before waiting (the request gives its place up)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + hold_s
-    # Subscribed before the first read: a commit after it wakes the wait below.
-    with notifier.subscribe(run_id) as subscription:
+    # Subscribed before the first read: a run settling after it sets `settle`.
+    with notifier.subscribe(run_id, keeps_events=False) as subscription:
         while True:
-            subscription.wake.clear()  # before reading: a commit during the read still wakes
-            subscription.drain()
+            subscription.settle.clear()  # before reading: settling during the read still wakes
             run = await read()
             if run["status"] in SETTLED:
                 return run
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return run
             before_wait()
-            if not await _settling(subscription, deadline):
+            try:
+                await asyncio.wait_for(subscription.settle.wait(), remaining)
+            except TimeoutError:
                 return await read()
-
-
-async def _settling(subscription: Subscription, deadline: float) -> bool:
-    """Wait for a commit that may have settled the run: True when one came (its events include
-    a settling one, or a change feed woke us without events), False at the deadline."""
-    loop = asyncio.get_running_loop()
-    while (remaining := deadline - loop.time()) > 0:
-        try:
-            await asyncio.wait_for(subscription.wake.wait(), remaining)
-        except TimeoutError:
-            return False
-        subscription.wake.clear()  # before draining: a commit after the drain wakes us again
-        events = subscription.drain()
-        if not events or any(event.event in TERMINAL_EVENTS for event in events):
-            return True
-    return False

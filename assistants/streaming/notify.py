@@ -9,6 +9,10 @@ Three sources feed one `RunNotifier`, so a stream never polls per se:
 - SQLite across processes: one poller per API process reads the log's newest rows every 20 ms, and
   only while somebody is streaming. Its cost does not grow with the number of streams, and it
   wakes only streams that have not yet sent what it found.
+
+Each source also says when a run settles (its log records one of `TERMINAL_EVENTS`): held polls
+(`held_poll.py`) wait for that alone, so a run's deltas never wake them. PostgreSQL says it on
+a channel of its own (`SETTLED_CHANNEL`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ import structlog
 from sqlalchemy import make_url
 
 from assistants.store.db import Database
-from assistants.store.events import NOTIFY_CHANNEL, RunEvent, latest_rowid, runs_changed_since
+from assistants.store.events import (
+    NOTIFY_CHANNEL,
+    SETTLED_CHANNEL,
+    TERMINAL_EVENTS,
+    RunEvent,
+    latest_rowid,
+    runs_changed_since,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -35,14 +46,23 @@ MAX_HELD = 1000
 
 class Subscription:
     """One stream's interest in a run. `wake` is set when the run's log grows past `seen` (what
-    the stream has sent); events committed in this process wait in `_held` until it takes them."""
+    the stream has sent); events committed in this process wait in `_held` until it takes them
+    (unless it said it needs no events). `settle` is set when the log records the run settling
+    (`TERMINAL_EVENTS`), or may have (a change feed reconnected): what a held poll waits for."""
 
-    def __init__(self, seen: int) -> None:
+    def __init__(self, seen: int, *, keeps_events: bool = True) -> None:
         self.wake = asyncio.Event()
+        self.settle = asyncio.Event()
         self.seen = seen
+        self._keeps_events = keeps_events
         self._held: list[RunEvent] = []
 
     def hold(self, events: Sequence[RunEvent]) -> None:
+        if any(e.event in TERMINAL_EVENTS for e in events):
+            self.settle.set()
+        if not self._keeps_events:
+            self.wake.set()
+            return
         fresh = [e for e in events if e.seq > self.seen]
         if not fresh:
             return  # already sent (read back from the store before this commit was announced)
@@ -50,12 +70,6 @@ class Subscription:
         if len(self._held) > MAX_HELD:
             self._held.clear()
         self.wake.set()
-
-    def drain(self) -> list[RunEvent]:
-        """The held events as they came, without `take`'s ordering checks (a held poll only
-        looks for the event that settles the run)."""
-        events, self._held = self._held, []
-        return events
 
     def take(self) -> list[RunEvent] | None:
         """The held events right after `seen`, in order; None when they do not follow on from
@@ -88,17 +102,27 @@ class RunNotifier:
                 if upto is None or upto > subscription.seen:
                     subscription.wake.set()
 
+    def settled(self, run_ids: Iterable[str]) -> None:
+        """A change feed saw the logs of `run_ids` record their runs settling."""
+        for run_id in run_ids:
+            for subscription in self._subscriptions.get(run_id, ()):
+                subscription.settle.set()
+
     def notify_all(self) -> None:
-        """Wake every stream (a change feed reconnected: what it missed, they re-read)."""
-        self.notify(list(self._subscriptions))
+        """Wake every subscriber (a change feed reconnected: what it missed, they re-read)."""
+        runs = list(self._subscriptions)
+        self.notify(runs)
+        self.settled(runs)
 
     @property
     def has_subscribers(self) -> bool:
         return bool(self._subscriptions)
 
     @contextlib.contextmanager
-    def subscribe(self, run_id: str, after_seq: int = 0) -> Iterator[Subscription]:
-        subscription = Subscription(after_seq)
+    def subscribe(
+        self, run_id: str, after_seq: int = 0, *, keeps_events: bool = True
+    ) -> Iterator[Subscription]:
+        subscription = Subscription(after_seq, keeps_events=keeps_events)
         self._subscriptions.setdefault(run_id, set()).add(subscription)
         try:
             yield subscription
@@ -118,11 +142,13 @@ async def poll_sqlite(db: Database, notifier: RunNotifier, interval_s: float = 0
         if not notifier.has_subscribers:
             continue
         try:
-            mark, changed = await db.lookup(functools.partial(runs_changed_since, rowid=mark))
+            changes = await db.lookup(functools.partial(runs_changed_since, rowid=mark))
         except Exception:  # a busy or briefly unavailable database: try again next tick
             log.warning("event poll failed", exc_info=True)
             continue
-        notifier.notify(changed, changed)
+        mark = changes.mark
+        notifier.notify(changes.newest, changes.newest)
+        notifier.settled(changes.settled)
 
 
 async def listen_postgres(url: str, notifier: RunNotifier) -> None:
@@ -141,6 +167,9 @@ async def listen_postgres(url: str, notifier: RunNotifier) -> None:
         conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
         await conn.add_listener(
             NOTIFY_CHANNEL, lambda _conn, _pid, _channel, payload: notifier.notify((payload,))
+        )
+        await conn.add_listener(
+            SETTLED_CHANNEL, lambda _conn, _pid, _channel, payload: notifier.settled((payload,))
         )
         # Commits while no LISTEN connection was up notified nobody: every stream re-reads.
         notifier.notify_all()

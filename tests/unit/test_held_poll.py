@@ -47,7 +47,7 @@ async def test_a_held_poll_answers_when_the_settling_event_is_committed() -> Non
         until_settled(run.read, notifier, "run_1", 5.0, before_wait=lambda: waited.append(True))
     )
     await asyncio.sleep(0.05)
-    # Message deltas wake it but cost no read.
+    # Message deltas do not wake it, nor does another run settling.
     notifier.committed({"run_1": [_event(5, "thread.message.delta")]})
     notifier.committed({"run_2": [_event(1, "thread.run.completed")]})  # another run
     await asyncio.sleep(0.05)
@@ -61,13 +61,26 @@ async def test_a_held_poll_answers_when_the_settling_event_is_committed() -> Non
     assert waited == [True]
 
 
-async def test_a_change_feeds_bare_wake_up_rereads_the_run() -> None:
+async def test_a_change_feed_wakes_it_only_when_the_run_settles() -> None:
     notifier, run = RunNotifier(), Run()
     poll = asyncio.create_task(until_settled(run.read, notifier, "run_1", 5.0))
     await asyncio.sleep(0.05)
+    notifier.notify(["run_1"], {"run_1": 9})  # another process appended deltas
+    await asyncio.sleep(0.05)
+    assert run.reads == 1 and not poll.done()
     run.status = "requires_action"
-    notifier.notify(["run_1"])  # another process wrote; no events come with it
+    notifier.settled(["run_1"])  # and then the event that settles it
     assert (await poll)["status"] == "requires_action"
+    assert run.reads == 2
+
+
+async def test_a_change_feed_reconnecting_rereads_the_run() -> None:
+    notifier, run = RunNotifier(), Run()
+    poll = asyncio.create_task(until_settled(run.read, notifier, "run_1", 5.0))
+    await asyncio.sleep(0.05)
+    run.status = "cancelled"
+    notifier.notify_all()  # what it missed meanwhile, nobody knows
+    assert (await poll)["status"] == "cancelled"
 
 
 async def test_a_held_poll_answers_with_the_run_as_it_is_after_the_hold() -> None:
