@@ -4,6 +4,7 @@ OpenAI's error shape for bad input."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +20,18 @@ def other_key(stack: Stack) -> str:
     key = stack.cli("keys", "create", "--project", "webhooks-other").splitlines()[0].strip()
     assert key and key != stack.api_key
     return key
+
+
+@pytest.fixture(autouse=True)
+def _no_webhooks_left(stack: Stack, other_key: str) -> Iterator[None]:
+    """The shared stack's later runs must not POST to these tests' made-up receivers (they are
+    never reachable here): each delivery would retry for ten minutes, and the run's workflow
+    would stay open until then."""
+    yield
+    for key in (None, other_key):
+        with stack.http(key) as http:
+            for webhook in http.get("/webhooks").json()["data"]:
+                assert http.delete(f"/webhooks/{webhook['id']}").status_code == 200
 
 
 def _create(stack: Stack, body: dict[str, Any], api_key: str | None = None) -> dict[str, Any]:
