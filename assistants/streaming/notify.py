@@ -134,12 +134,25 @@ class RunNotifier:
                     del self._subscriptions[run_id]
 
 
-async def poll_sqlite(db: Database, notifier: RunNotifier, interval_s: float = 0.02) -> None:
+async def poll_sqlite(
+    db: Database, notifier: RunNotifier, interval_s: float = 0.02, idle_mark_s: float = 1.0
+) -> None:
     """Cross-process change feed for SQLite (a worker in another process appends events)."""
+    loop = asyncio.get_running_loop()
     mark = await db.lookup(latest_rowid)
+    marked = loop.time()
     while True:
         await asyncio.sleep(interval_s)
         if not notifier.has_subscribers:
+            # While nobody listens, the mark follows the log now and then, so the first read
+            # after a quiet spell (on the event loop's thread) has at most a second of events
+            # to go through. Kept only if nobody subscribed meanwhile: what a new subscriber
+            # has not read yet must still be reported.
+            if loop.time() - marked >= idle_mark_s:
+                latest = await db.lookup(latest_rowid)
+                marked = loop.time()
+                if not notifier.has_subscribers:
+                    mark = latest
             continue
         try:
             changes = await db.lookup(functools.partial(runs_changed_since, rowid=mark))
