@@ -173,7 +173,10 @@ class _ThreadConnections:
     def inline(self) -> Connection | None:
         """This event loop thread's connection, if it has one that works."""
         conn = self._inline.get(threading.get_ident())
-        if conn is None or conn.closed or conn.invalidated:
+        if conn is None or conn.closed:
+            return None
+        if conn.invalidated:  # its DBAPI connection is gone: give the pool slot back
+            conn.close()
             return None
         return conn
 

@@ -58,10 +58,7 @@ class Subscription:
         self._held: list[RunEvent] = []
 
     def hold(self, events: Sequence[RunEvent]) -> None:
-        if any(e.event in TERMINAL_EVENTS for e in events):
-            self.settle.set()
         if not self._keeps_events:
-            self.wake.set()
             return
         fresh = [e for e in events if e.seq > self.seen]
         if not fresh:
@@ -91,8 +88,14 @@ class RunNotifier:
     def committed(self, appended: Mapping[str, Sequence[RunEvent]]) -> None:
         """Events this process committed (`Database.on_commit`)."""
         for run_id, events in appended.items():
-            for subscription in self._subscriptions.get(run_id, ()):
+            subscriptions = self._subscriptions.get(run_id)
+            if not subscriptions:
+                continue
+            settles = any(e.event in TERMINAL_EVENTS for e in events)
+            for subscription in subscriptions:
                 subscription.hold(events)
+                if settles:
+                    subscription.settle.set()
 
     def notify(self, run_ids: Iterable[str], newest: Mapping[str, int] | None = None) -> None:
         """A change feed saw the logs of `run_ids` grow (to seq `newest[run_id]`, if known)."""
