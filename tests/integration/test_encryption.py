@@ -26,7 +26,7 @@ from openai.types.beta.threads import Run
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 
 from assistants.codec import ENCODING, KEY_ID_METADATA, data_converter, generate_key
 from assistants.devserver import TemporalDevServer, free_port
@@ -212,6 +212,19 @@ async def _plain_history(temporal: TemporalDevServer, run_id: str) -> WorkflowHi
     """The history as anyone with access to Temporal sees it: no codec, no keys."""
     raw = await Client.connect(temporal.address)
     return await raw.get_workflow_handle(run_id).fetch_history()
+
+
+async def _closed_history(temporal: TemporalDevServer, run_id: str) -> WorkflowHistory:
+    """`_plain_history` once the workflow has closed. A run is `completed` over HTTP as soon as
+    its answer is committed, and the SDK's poll helpers return right then (held polls): the
+    workflow closes a moment later."""
+    raw = await Client.connect(temporal.address)
+    handle = raw.get_workflow_handle(run_id)
+    deadline = time.monotonic() + TIMEOUT_S
+    while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+        assert time.monotonic() < deadline, f"workflow {run_id} still running"
+        await asyncio.sleep(0.05)
+    return await handle.fetch_history()
 
 
 @contextlib.contextmanager
@@ -463,7 +476,7 @@ async def test_key_rotation_under_a_waiting_run(
     messages = await client.beta.threads.messages.list(thread_id=thread.id)
     assert text_of(messages.data[0]) == f"Found {reply_secret}"
 
-    history = await _plain_history(temporal, run.id)
+    history = await _closed_history(temporal, run.id)
     _assert_not_in_history(history, [user_secret, reply_secret])
     payloads = _all_payloads(history)
     assert all(_is_bookkeeping(f) for f in payloads if not f.encrypted)
