@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -273,8 +274,22 @@ def _serve(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
     loop. Under load, these processes are bound by their event loop's own overhead (selecting,
     scheduling callbacks, socket reads and writes): uvloop does that work in C."""
     factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
+    _tune_gc()
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main)
+
+
+def _tune_gc() -> None:
+    """Fewer, cheaper cyclic garbage collections in a server process. By default Python runs a
+    young-generation collection every 700 net allocations, and the full ones walk every object
+    alive, most of them the modules and the app built at startup: 3-4 % of a loaded `dev`
+    process's CPU (about 690 collections, 1.1-1.2 s of 29-36 s, in a `bench.run_latency` run,
+    measured with `gc.callbacks`). Freezing what startup built moves it out of every collection,
+    and a 20,000-allocation young generation makes collections rare (10 in that run, 0.1 s).
+    Garbage in cycles lives a little longer; everything else is freed by reference counting as
+    before."""
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 def _run(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from assistants.store.db import touch_run
+from assistants.store.prepared import Prepared
 from assistants.store.tables import run_events, runs
 
 NOTIFY_CHANNEL = "assistants_run_events"
@@ -47,21 +48,23 @@ class RunEvent:
 # One statement per number of keys, each with plain bind parameters: an `expanding` IN list is
 # re-rendered at every execution (SQLAlchemy's "post-compile" step): 36 against 26 µs a call
 # with five keys on SQLite. A call appends at most a handful of events, so few are built.
-_EXISTING_KEYS: dict[int, Any] = {}
+_EXISTING_KEYS: dict[int, Prepared] = {}
 
 
-def _existing_keys(n: int) -> Any:
+def _existing_keys(n: int) -> Prepared:
     statement = _EXISTING_KEYS.get(n)
     if statement is None:
         keys: list[Any] = [bindparam(f"k{i}") for i in range(n)]
-        statement = select(run_events.c.key).where(
-            run_events.c.run_id == bindparam("run_id"), run_events.c.key.in_(keys)
+        statement = Prepared(
+            select(run_events.c.key).where(
+                run_events.c.run_id == bindparam("run_id"), run_events.c.key.in_(keys)
+            )
         )
         _EXISTING_KEYS[n] = statement
     return statement
 
 
-_TAKE_SEQS = (
+_TAKE_SEQS = Prepared(
     update(runs)
     .where(runs.c.id == bindparam("rid"))
     .values(event_seq=runs.c.event_seq + bindparam("n"))
@@ -72,8 +75,8 @@ _NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, bindparam("run_id")))
 # for (assistants/streaming/held_poll.py), so the deltas before do not wake them.
 SETTLED_CHANNEL = "assistants_run_settled"
 _NOTIFY_SETTLED = select(func.pg_notify(SETTLED_CHANNEL, bindparam("run_id")))
-_INSERT = run_events.insert()
-_READ = (
+_INSERT = Prepared(run_events.insert())
+_READ = Prepared(
     select(run_events.c.seq, run_events.c.event, run_events.c.data, run_events.c.created_ms)
     .where(run_events.c.run_id == bindparam("run_id"), run_events.c.seq > bindparam("after"))
     .order_by(run_events.c.seq)
@@ -94,11 +97,11 @@ def append_many(
     one statement of each kind for all of them. Returns the new seqs."""
     params: dict[str, Any] = {f"k{i}": key for i, (key, _, _) in enumerate(items)}
     params["run_id"] = run_id
-    existing = set(conn.scalars(_existing_keys(len(items)), params))
+    existing = set(_existing_keys(len(items)).scalars(conn, params))
     fresh = [item for item in items if item[0] not in existing]
     if not fresh:
         return []
-    last = conn.scalar(_TAKE_SEQS, {"rid": run_id, "n": len(fresh)})
+    last = _TAKE_SEQS.scalar(conn, {"rid": run_id, "n": len(fresh)})
     if last is None:
         raise LookupError(f"run {run_id} does not exist")
     now = time.time()
@@ -126,7 +129,7 @@ def append_many(
         }
         for e, (key, _, _) in zip(appended, fresh, strict=True)
     ]
-    conn.execute(_INSERT, rows)
+    _INSERT.run(conn, rows)
     touch_run(conn, run_id, appended)
     return seqs
 
@@ -173,7 +176,7 @@ def last_event(conn: Connection, run_id: str) -> RunEvent | None:
 
 
 def read(conn: Connection, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[RunEvent]:
-    result = conn.execute(_READ, {"run_id": run_id, "after": after_seq, "limit": limit})
+    result = _READ.all(conn, {"run_id": run_id, "after": after_seq, "limit": limit})
     return [
         RunEvent(seq=r.seq, event=r.event, data=r.data, created_ms=r.created_ms) for r in result
     ]

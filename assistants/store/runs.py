@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from assistants.errors import InvalidRequest, NotFound
@@ -21,7 +21,14 @@ from assistants.ids import new_id
 from assistants.store import events, objects
 from assistants.store.db import Database
 from assistants.store.pagination import PageParams, fetch_page, list_object
-from assistants.store.prepared import insert_rows, select_one, select_where, update_by_id
+from assistants.store.prepared import (
+    Prepared,
+    StoredRow,
+    insert_rows,
+    select_one,
+    select_where,
+    update_by_id,
+)
 from assistants.store.tables import messages, run_steps, runs, threads, tool_output_submissions
 from assistants.store.threads import insert_message, lock_thread_row, require_thread
 from assistants.store.webhooks import webhook_targets
@@ -65,9 +72,10 @@ _MESSAGE_REASON = {
 
 
 # Built once (the hot path's statements; see `events._TAKE_SEQS`).
-_RUN_ROW = select(runs).where(runs.c.id == bindparam("run_id"))
-_RUN_ROW_LOCKED = _RUN_ROW.with_for_update()
-_RUN_STATUS = select(runs.c.status).where(runs.c.id == bindparam("run_id"))
+_RUN_ROW_QUERY = select(runs).where(runs.c.id == bindparam("run_id"))
+_RUN_ROW = Prepared(_RUN_ROW_QUERY)
+_RUN_ROW_LOCKED = Prepared(_RUN_ROW_QUERY.with_for_update())
+_RUN_STATUS = Prepared(select(runs.c.status).where(runs.c.id == bindparam("run_id")))
 _RUN_STATUSES = select(runs.c.id, runs.c.status).where(
     runs.c.id.in_(bindparam("ids", expanding=True))
 )
@@ -78,8 +86,8 @@ _ANY_STEP = (
 )
 
 
-def run_row(conn: Connection, run_id: str, *, lock: bool = False) -> Row[Any]:
-    row = conn.execute(_RUN_ROW_LOCKED if lock else _RUN_ROW, {"run_id": run_id}).first()
+def run_row(conn: Connection, run_id: str, *, lock: bool = False) -> StoredRow:
+    row = (_RUN_ROW_LOCKED if lock else _RUN_ROW).first(conn, {"run_id": run_id})
     if row is None:
         raise NotFound.object("run", run_id)
     return row
@@ -134,7 +142,7 @@ def create_run(
     return run
 
 
-def scoped_row(conn: Connection, project_id: str, thread_id: str, run_id: str) -> Row[Any]:
+def scoped_row(conn: Connection, project_id: str, thread_id: str, run_id: str) -> StoredRow:
     row = select_where(conn, runs, {"id": run_id, "thread_id": thread_id, "project_id": project_id})
     if row is not None:
         return row
@@ -338,9 +346,7 @@ class RunStore:
                     in ("completed", "incomplete")
                 )
                 return RoundStart(status, row, [], answered=answered)
-            history = list(
-                conn.execute(_CONTEXT, {"thread_id": row.thread_id, "run_id": run_id}).all()
-            )
+            history = list(_CONTEXT.all(conn, {"thread_id": row.thread_id, "run_id": run_id}))
             resumed = bool(steps) and conn.scalar(_ANY_STEP, {"ids": list(steps)}) is not None
             return RoundStart(status, row, history, resumed=resumed)
 
@@ -361,7 +367,7 @@ class RunStore:
             run = run_row(conn, run_id, lock=True)
             if run.status != "in_progress":
                 return False
-            if conn.scalar(_STEP_EXISTS, {"step_id": step_id}) is not None:
+            if _STEP_EXISTS.scalar(conn, {"step_id": step_id}) is not None:
                 return True
             now = int(time.time())
             insert_rows(
@@ -440,7 +446,7 @@ class RunStore:
         delta = _delta(message_id, text, first, annotations)
 
         def tx(conn: Connection) -> bool:
-            if conn.scalar(_RUN_STATUS, {"run_id": run_id}) != "in_progress":
+            if _RUN_STATUS.scalar(conn, {"run_id": run_id}) != "in_progress":
                 return False
             events.append(conn, run_id, key, "thread.message.delta", delta)
             return True
@@ -606,8 +612,8 @@ class RoundStart:
     and (when in progress) the thread's messages for the prompt."""
 
     status: str
-    run: Row[Any]
-    history: list[Row[Any]]
+    run: StoredRow
+    history: list[StoredRow]
     answered: bool = False
     resumed: bool = False
 
@@ -626,7 +632,7 @@ def _mark_in_progress(conn: Connection, run_id: str, round_key: str) -> str:
     return "in_progress"
 
 
-_CONTEXT: Any = (
+_CONTEXT = Prepared(
     select(messages.c.id, messages.c.role, messages.c.content, messages.c.status)
     .where(
         messages.c.thread_id == bindparam("thread_id"),
@@ -634,18 +640,24 @@ _CONTEXT: Any = (
     )
     .order_by(messages.c.seq)
 )
-_STEP_EXISTS = select(run_steps.c.seq).where(run_steps.c.id == bindparam("step_id"))
-_OPEN_MESSAGES = select(messages.c.id).where(
-    messages.c.run_id == bindparam("run_id"), messages.c.status == "in_progress"
+_STEP_EXISTS = Prepared(select(run_steps.c.seq).where(run_steps.c.id == bindparam("step_id")))
+_OPEN_MESSAGES = Prepared(
+    select(messages.c.id).where(
+        messages.c.run_id == bindparam("run_id"), messages.c.status == "in_progress"
+    )
 )
-_OPEN_STEPS = select(run_steps.c.id).where(
-    run_steps.c.run_id == bindparam("run_id"), run_steps.c.status == "in_progress"
+_OPEN_STEPS = Prepared(
+    select(run_steps.c.id).where(
+        run_steps.c.run_id == bindparam("run_id"), run_steps.c.status == "in_progress"
+    )
 )
-_DROP_STAGED_OUTPUTS = delete(tool_output_submissions).where(
-    tool_output_submissions.c.run_id == bindparam("run_id"),
-    tool_output_submissions.c.applied_at.is_(None),
+_DROP_STAGED_OUTPUTS = Prepared(
+    delete(tool_output_submissions).where(
+        tool_output_submissions.c.run_id == bindparam("run_id"),
+        tool_output_submissions.c.applied_at.is_(None),
+    )
 )
-_RELEASE_THREAD = (
+_RELEASE_THREAD = Prepared(
     update(threads)
     .where(threads.c.id == bindparam("thread_id"), threads.c.active_run_id == bindparam("run_id"))
     .values(active_run_id=None)
@@ -675,16 +687,16 @@ def _finish(conn: Connection, run_id: str, end: RunEnd) -> JSONDict:
     _close_open_items(conn, run_id, status, now, end.last_error)
     # Staged outputs can never apply now. Applied ones whose request failed stay, so that
     # request's retry still answers success (see `ToolCallStore.stage_outputs`).
-    conn.execute(_DROP_STAGED_OUTPUTS, {"run_id": run_id})
+    _DROP_STAGED_OUTPUTS.run(conn, {"run_id": run_id})
     update_by_id(conn, runs, run_id, values)
-    conn.execute(_RELEASE_THREAD, {"thread_id": row.thread_id, "run_id": run_id})
+    _RELEASE_THREAD.run(conn, {"thread_id": row.thread_id, "run_id": run_id})
     return run_event(conn, run_id, status, key="run:terminal")
 
 
 def _close_open_items(
     conn: Connection, run_id: str, status: str, now: int, last_error: JSONDict | None
 ) -> None:
-    open_messages = conn.execute(_OPEN_MESSAGES, {"run_id": run_id}).all()
+    open_messages = _OPEN_MESSAGES.all(conn, {"run_id": run_id})
     for (message_id,) in open_messages:
         conn.execute(
             update(messages)
@@ -697,7 +709,7 @@ def _close_open_items(
         )
         message = objects.message(select_one(conn, messages, message_id))
         events.append(conn, run_id, f"msg:{message_id}:done", "thread.message.incomplete", message)
-    open_steps = conn.execute(_OPEN_STEPS, {"run_id": run_id}).all()
+    open_steps = _OPEN_STEPS.all(conn, {"run_id": run_id})
     step_status = _STEP_STATUS[status]
     for (step_id,) in open_steps:
         values: JSONDict = {"status": step_status, _STEP_TIME_COLUMN[step_status]: now}

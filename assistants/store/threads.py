@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
 from assistants.errors import InvalidRequest, NotFound
@@ -14,7 +14,7 @@ from assistants.ids import new_id
 from assistants.store import objects
 from assistants.store.db import Database
 from assistants.store.pagination import PageParams, fetch_page, list_object
-from assistants.store.prepared import insert_rows, select_one, select_where
+from assistants.store.prepared import StoredRow, insert_rows, select_one, select_where
 from assistants.store.tables import messages, run_events, run_steps, runs, threads
 
 JSONDict = dict[str, Any]
@@ -50,7 +50,7 @@ def insert_message(conn: Connection, project_id: str, thread_id: str, message: J
     return message_id
 
 
-def lock_thread_row(conn: Connection, project_id: str, thread_id: str) -> Row[Any]:
+def lock_thread_row(conn: Connection, project_id: str, thread_id: str) -> StoredRow:
     """Read the thread row, locking it on PostgreSQL (SQLite's IMMEDIATE transaction already
     holds the database write lock)."""
     row = select_where(conn, threads, {"id": thread_id, "project_id": project_id}, lock=True)

@@ -17,6 +17,7 @@ from assistants.errors import NotFound
 from assistants.ids import new_id
 from assistants.store.db import Database
 from assistants.store.pagination import list_object
+from assistants.store.prepared import Prepared
 from assistants.store.tables import webhooks
 
 JSONDict = dict[str, Any]
@@ -43,7 +44,7 @@ def subscribed(events: list[str] | None, event: str) -> bool:
     return not events or event in events
 
 
-_PROJECT_HOOKS = (
+_PROJECT_HOOKS = Prepared(
     select(webhooks.c.id, webhooks.c.events)
     .where(webhooks.c.project_id == bindparam("project_id"))
     .order_by(webhooks.c.seq.asc())
@@ -52,7 +53,7 @@ _PROJECT_HOOKS = (
 
 def webhook_targets(conn: Connection, project_id: str, event: str) -> Ids:
     """Ids of the project's webhooks subscribed to `event`, oldest first."""
-    rows = conn.execute(_PROJECT_HOOKS, {"project_id": project_id}).all()
+    rows = _PROJECT_HOOKS.all(conn, {"project_id": project_id})
     return [str(r.id) for r in rows if subscribed(r.events, event)]
 
 
