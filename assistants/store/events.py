@@ -97,8 +97,12 @@ def append_many(
     one statement of each kind for all of them. Returns the new seqs."""
     params: dict[str, Any] = {f"k{i}": key for i, (key, _, _) in enumerate(items)}
     params["run_id"] = run_id
-    existing = set(_existing_keys(len(items)).scalars(conn, params))
-    fresh = [item for item in items if item[0] not in existing]
+    seen = set(_existing_keys(len(items)).scalars(conn, params))
+    fresh = []
+    for item in items:  # a key twice in `items`: the first wins, as two appends would have it
+        if item[0] not in seen:
+            seen.add(item[0])
+            fresh.append(item)
     if not fresh:
         return []
     last = _TAKE_SEQS.scalar(conn, {"rid": run_id, "n": len(fresh)})
@@ -132,6 +136,25 @@ def append_many(
     _INSERT.run(conn, rows)
     touch_run(conn, run_id, appended)
     return seqs
+
+
+class Batch:
+    """A run's events appended together when the transaction has written what they describe:
+    one key check, one sequence bump and one insert for all of them (`append_many`), where an
+    `append` each costs those three statements each. For the commits that append several (the
+    answer's: the message's end, the step's and the run's)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self._items: list[tuple[str, str, dict[str, Any]]] = []
+
+    def add(self, key: str, event: str, data: dict[str, Any]) -> None:
+        self._items.append((key, event, data))
+
+    def flush(self, conn: Connection) -> list[int]:
+        """Append what was added, in order; returns the new seqs."""
+        items, self._items = self._items, []
+        return append_many(conn, self.run_id, items) if items else []
 
 
 def latest_rowid(conn: Connection) -> int:

@@ -135,10 +135,16 @@ def create_run(
     )
     update_by_id(conn, threads, thread_id, {"active_run_id": run_id})
     run = objects.run(run_row(conn, run_id))
-    if new_thread is not None:
-        events.append(conn, run_id, "thread:created", "thread.created", new_thread)
-    events.append(conn, run_id, "run:created", "thread.run.created", run)
-    events.append(conn, run_id, "run:queued", "thread.run.queued", run)
+    created = [("thread:created", "thread.created", new_thread)] if new_thread is not None else []
+    events.append_many(
+        conn,
+        run_id,
+        [
+            *created,
+            ("run:created", "thread.run.created", run),
+            ("run:queued", "thread.run.queued", run),
+        ],
+    )
     return run
 
 
@@ -489,11 +495,10 @@ class RunStore:
 
         def tx(conn: Connection) -> RunEnded | None:
             run_row(conn, run_id, lock=True)
+            batch = events.Batch(run_id)  # the events of this commit, appended at its end
             if select_one(conn, messages, message_id).status == "in_progress":
                 if annotations and len(annotations) > streamed_annotations:
-                    events.append(
-                        conn,
-                        run_id,
+                    batch.add(
                         f"annotations:{message_id}",
                         "thread.message.delta",
                         {
@@ -518,9 +523,7 @@ class RunStore:
                     )
                 for index, block in enumerate(blocks, start=1):
                     delta = {"index": index} | block
-                    events.append(
-                        conn,
-                        run_id,
+                    batch.add(
                         f"imgdelta:{message_id}:{index}",
                         "thread.message.delta",
                         {
@@ -541,7 +544,7 @@ class RunStore:
                 update_by_id(conn, messages, message_id, values)
                 message = objects.message(select_one(conn, messages, message_id))
                 name = "thread.message.incomplete" if truncated else "thread.message.completed"
-                events.append(conn, run_id, f"msg:{message_id}:done", name, message)
+                batch.add(f"msg:{message_id}:done", name, message)
             if select_one(conn, run_steps, step_id).status == "in_progress":
                 update_by_id(
                     conn,
@@ -550,13 +553,13 @@ class RunStore:
                     {"status": "completed", "completed_at": now, "usage": usage},
                 )
                 step = objects.step(select_one(conn, run_steps, step_id))
-                events.append(
-                    conn, run_id, f"step:{step_id}:done", "thread.run.step.completed", step
-                )
+                batch.add(f"step:{step_id}:done", "thread.run.step.completed", step)
             row = run_row(conn, run_id)
             if end is None or row.status != "in_progress":
+                batch.flush(conn)
                 return None
-            status = str(_finish(conn, run_id, end)["status"])
+            status = str(_finish(conn, run_id, end, batch)["status"])
+            batch.flush(conn)
             return RunEnded(status, webhook_targets(conn, row.project_id, f"thread.run.{status}"))
 
         return await self._db.write(tx)
@@ -664,9 +667,12 @@ _RELEASE_THREAD = Prepared(
 )
 
 
-def _finish(conn: Connection, run_id: str, end: RunEnd) -> JSONDict:
+def _finish(
+    conn: Connection, run_id: str, end: RunEnd, batch: events.Batch | None = None
+) -> JSONDict:
     """Move the run to a terminal status (unless it has one), close what it left open, release
-    the thread lock; the run as its terminal event carries it."""
+    the thread lock; the run as its terminal event carries it. With `batch`, the events go into
+    it (the caller appends them); without, they are appended here."""
     now = int(time.time())
     status = end.status
     row = run_row(conn, run_id, lock=True)
@@ -684,17 +690,28 @@ def _finish(conn: Connection, run_id: str, end: RunEnd) -> JSONDict:
         values["last_error"] = end.last_error
     if status == "cancelled":
         values["cancelled_at"] = now
-    _close_open_items(conn, run_id, status, now, end.last_error)
+    own = batch is None
+    batch = events.Batch(run_id) if batch is None else batch
+    _close_open_items(conn, run_id, status, now, end.last_error, batch)
     # Staged outputs can never apply now. Applied ones whose request failed stay, so that
     # request's retry still answers success (see `ToolCallStore.stage_outputs`).
     _DROP_STAGED_OUTPUTS.run(conn, {"run_id": run_id})
     update_by_id(conn, runs, run_id, values)
     _RELEASE_THREAD.run(conn, {"thread_id": row.thread_id, "run_id": run_id})
-    return run_event(conn, run_id, status, key="run:terminal")
+    run = objects.run(run_row(conn, run_id))
+    batch.add("run:terminal", f"thread.run.{status}", run)
+    if own:
+        batch.flush(conn)
+    return run
 
 
 def _close_open_items(
-    conn: Connection, run_id: str, status: str, now: int, last_error: JSONDict | None
+    conn: Connection,
+    run_id: str,
+    status: str,
+    now: int,
+    last_error: JSONDict | None,
+    batch: events.Batch,
 ) -> None:
     open_messages = _OPEN_MESSAGES.all(conn, {"run_id": run_id})
     for (message_id,) in open_messages:
@@ -708,7 +725,7 @@ def _close_open_items(
             )
         )
         message = objects.message(select_one(conn, messages, message_id))
-        events.append(conn, run_id, f"msg:{message_id}:done", "thread.message.incomplete", message)
+        batch.add(f"msg:{message_id}:done", "thread.message.incomplete", message)
     open_steps = _OPEN_STEPS.all(conn, {"run_id": run_id})
     step_status = _STEP_STATUS[status]
     for (step_id,) in open_steps:
@@ -721,4 +738,4 @@ def _close_open_items(
             }
         update_by_id(conn, run_steps, step_id, values)
         step = objects.step(select_one(conn, run_steps, step_id))
-        events.append(conn, run_id, f"step:{step_id}:done", f"thread.run.step.{step_status}", step)
+        batch.add(f"step:{step_id}:done", f"thread.run.step.{step_status}", step)

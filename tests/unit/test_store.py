@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Connection
 
 from assistants.errors import InvalidRequest
 from assistants.store import Store
-from assistants.store.events import append, read
+from assistants.store.events import Batch, append, read
 from assistants.store.migrations import LATEST
+from assistants.store.runs import RunEnd
 from assistants.testing.postgres import PostgresCluster
 
 _counter = iter(range(1_000_000))
@@ -130,3 +132,55 @@ async def test_sqlite_creates_its_directory(tmp_path: Path) -> None:
         assert (tmp_path / "fresh" / "data" / "assistants.db").exists()
     finally:
         await store.close()
+
+
+async def test_a_commits_events_are_appended_together_in_order(store: Store) -> None:
+    """The answer's commit appends the message's end, the step's and the run's in one batch;
+    retried, it appends nothing; a batch skips keys already logged or repeated within it."""
+    assistant = await store.assistants.create("p", {"model": "m", "tools": [], "metadata": {}})
+    thread = await store.threads.create("p", {}, None, [])
+    run = await store.runs.create("p", thread["id"], run_fields(assistant["id"]), [])
+    await store.runs.start_round(run["id"], "step_1", "msg_1")
+    await store.runs.begin_message(run["id"], "step_1", "msg_1", "Hel")
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    for _ in range(2):  # the activity retried after its commit
+        await store.runs.complete_message(
+            run["id"], "step_1", "msg_1", "Hello", usage, truncated=False, end=RunEnd("completed")
+        )
+
+    def batch_with_repeats(conn: Connection) -> list[int]:
+        batch = Batch(run["id"])
+        batch.add("run:terminal", "thread.run.completed", {"dup": "logged"})
+        batch.add("extra:1", "thread.message.delta", {"n": 1})
+        batch.add("extra:1", "thread.message.delta", {"n": 2})
+        return batch.flush(conn)
+
+    seqs = await store.db.write(batch_with_repeats)
+    events = await store.db.read(lambda conn: read(conn, run["id"]))
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert [e.event for e in events][-5:] == [
+        "thread.message.delta",
+        "thread.message.completed",
+        "thread.run.step.completed",
+        "thread.run.completed",
+        "thread.message.delta",
+    ]
+    assert seqs == [events[-1].seq] and json.loads(events[-1].data) == {"n": 1}
+    assert json.loads(events[-2].data)["status"] == "completed"
+
+
+async def test_ending_a_run_closes_what_it_left_open_in_one_batch(store: Store) -> None:
+    assistant = await store.assistants.create("p", {"model": "m", "tools": [], "metadata": {}})
+    thread = await store.threads.create("p", {}, None, [])
+    run = await store.runs.create("p", thread["id"], run_fields(assistant["id"]), [])
+    await store.runs.start_round(run["id"], "step_1", "msg_1")
+    await store.runs.begin_message(run["id"], "step_1", "msg_1")
+    error = {"code": "server_error", "message": "boom"}
+    await store.runs.finish(run["id"], "failed", last_error=error)
+    events = await store.db.read(lambda conn: read(conn, run["id"]))
+    assert [e.event for e in events][-3:] == [
+        "thread.message.incomplete",
+        "thread.run.step.failed",
+        "thread.run.failed",
+    ]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
