@@ -36,6 +36,7 @@ from assistants.tools import ToolRegistry
 from workflows.code_session import CodeSessionWorkflow
 from workflows.ingestion import FileBatchWorkflow, IngestFileWorkflow, VectorStoreExpiryWorkflow
 from workflows.run import RunWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 log = structlog.get_logger(__name__)
 
@@ -95,6 +96,7 @@ def build_worker(
             FileBatchWorkflow,
             VectorStoreExpiryWorkflow,
             CodeSessionWorkflow,
+            WebhookDeliveryWorkflow,
         ],
         activities=[
             model.generate,

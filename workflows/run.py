@@ -23,7 +23,14 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    TimeoutError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.model import ModelActivities
@@ -60,6 +67,12 @@ with workflow.unsafe.imports_passed_through():
         Usage,
         WebhookDelivery,
     )
+    from workflows.webhook_delivery import (
+        WEBHOOK_RETRY,
+        WEBHOOK_TIMEOUT,
+        WebhookDeliveryWorkflow,
+        delivery_workflow_id,
+    )
 
 # Store writes are short and idempotent, so they run as local activities (no task-queue round
 # trip per transition); retried patiently — a store outage must not strand a run — but bounded.
@@ -68,15 +81,6 @@ STATE_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=100,
-)
-# Webhook deliveries retry for about ten minutes, then give up (a receiver that is down must not
-# keep the run's workflow open for long, nor fail the run).
-WEBHOOK_TIMEOUT = timedelta(seconds=15)
-WEBHOOK_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=60),
-    maximum_attempts=12,
-    non_retryable_error_types=["webhook_rejected"],
 )
 FILES_PENDING_POLL = timedelta(seconds=1)
 RUN_ERROR_CODES = {"server_error", "rate_limit_exceeded", "invalid_prompt"}
@@ -88,6 +92,10 @@ MODEL_ROUND_LOCAL = "model-round-local"
 # The patch after which a run that the model's answer ended (in the answer's commit) needs no
 # `finish_run`: the model activity reports the end and the webhooks to notify.
 ANSWER_ENDS_RUN = "answer-ends-run"
+# The patch after which each webhook delivery is a workflow of its own that the run does not
+# wait for (`WebhookDeliveryWorkflow`); runs started before it deliver as their own activities
+# and close once those have succeeded or given up.
+DETACHED_WEBHOOKS = "detached-webhooks"
 
 
 class HandOver(RuntimeError):
@@ -287,9 +295,16 @@ class RunWorkflow:
         )
 
     def _notify(self, run: RunInput, event: str, webhooks: list[str]) -> None:
-        """POST `event` to the project's subscribed webhooks, each delivery an activity with
-        retries, in the background (the run goes on; `run` waits for them before it returns).
+        """POST `event` to the project's subscribed webhooks: each delivery a workflow of its
+        own (`WebhookDeliveryWorkflow`), started in the background and not waited for (`run`
+        waits only until each has started). Runs from before the `detached-webhooks` patch
+        deliver as their own activities, with retries, and wait for them before they return.
         A delivery that gives up never fails the run."""
+        if webhooks and workflow.patched(DETACHED_WEBHOOKS):
+            self._deliveries.extend(
+                asyncio.create_task(self._start_delivery(run, event, w)) for w in webhooks
+            )
+            return
 
         async def deliver(webhook_id: str) -> None:
             try:
@@ -312,6 +327,26 @@ class RunWorkflow:
                 )
 
         self._deliveries.extend(asyncio.create_task(deliver(w)) for w in webhooks)
+
+    async def _start_delivery(self, run: RunInput, event: str, webhook_id: str) -> None:
+        delivery = WebhookDelivery(
+            webhook_id=webhook_id, run_id=run.run_id, event=event, delivery_id=self._new_id("evt")
+        )
+        try:
+            await workflow.start_child_workflow(
+                WebhookDeliveryWorkflow.run,
+                delivery,
+                id=delivery_workflow_id(delivery),
+                # The delivery goes on after this run's workflow has closed.
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"webhook {webhook_id}: {event}",
+            )
+        except (ChildWorkflowError, WorkflowAlreadyStartedError) as error:
+            # Never the run's failure (a reset run whose delivery already exists, say).
+            workflow.logger.warning(
+                "webhook delivery not started",
+                extra={"run_id": run.run_id, "webhook_id": webhook_id, "error": str(error)},
+            )
 
     async def _drive(self, run: RunInput) -> _Outcome:
         t = run.timeouts

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import openai
@@ -18,7 +16,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.worker import Worker
 
-from assistants.devserver import TemporalDevServer, free_port
+from assistants.devserver import TemporalDevServer
 from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec
 from assistants.trigger import MessageInput, RunRequest, start_run
 from assistants.webhooks import verify
@@ -26,6 +24,7 @@ from tests.conftest import wait_for_status
 from tests.support.caller_workflow import SupportTicketWorkflow
 from tests.support.messages import text_of
 from tests.support.stack import Stack
+from tests.support.webhook_receiver import WebhookReceiver
 from workflows.search_attributes import RUN_STATUS
 
 LOOKUP: Any = {
@@ -188,57 +187,14 @@ async def test_a_service_starts_a_run_on_an_existing_thread(
     assert len(client.beta.threads.runs.list(thread_id=thread.id).data) == 1
 
 
-class _Receiver:
-    """A local webhook endpoint that answers 500 to the first `fail_first` deliveries."""
-
-    def __init__(self, fail_first: int) -> None:
-        self.secret = ""
-        self.fail_first = fail_first
-        self.received: list[tuple[dict[str, str], bytes, int]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = 500 if len(receiver.received) < receiver.fail_first else 200
-                receiver.received.append((dict(self.headers.items()), body, status))
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks"
-
-    def __enter__(self) -> _Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def wait(self, n: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < n:
-            assert time.monotonic() < deadline, f"only {len(self.received)} deliveries"
-            time.sleep(0.05)
-
-
 @pytest.fixture
-def receiver() -> Iterator[_Receiver]:
-    with _Receiver(fail_first=1) as r:
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(fail_first=1) as r:
         yield r
 
 
 def test_webhooks_are_signed_and_redelivered(
-    stack: Stack, model: ScriptedModel, receiver: _Receiver
+    stack: Stack, model: ScriptedModel, receiver: WebhookReceiver
 ) -> None:
     client = stack.client()
     with stack.http() as http:
@@ -289,8 +245,57 @@ def test_webhooks_are_signed_and_redelivered(
             http.delete(f"/webhooks/{created['id']}")
 
 
+def _delivery_ids(history: Any) -> list[str]:
+    """The workflow ids of the webhook deliveries a run's workflow started."""
+    return [
+        event.start_child_workflow_execution_initiated_event_attributes.workflow_id
+        for event in history.events
+        if event.HasField("start_child_workflow_execution_initiated_event_attributes")
+    ]
+
+
+async def test_a_runs_workflow_closes_without_waiting_for_its_webhook_deliveries(
+    stack: Stack, model: ScriptedModel, temporal: TemporalDevServer
+) -> None:
+    """A receiver that is down delays its delivery, not the run's workflow: a caller awaiting
+    the run's result (a platform team's own workflow) gets it as soon as the run ends, while
+    the delivery, a workflow of its own, retries until the receiver is back."""
+    client = stack.client()
+    temporal_client = await Client.connect(temporal.address)
+    with WebhookReceiver(fail_first=3) as receiver:  # retried after 1, 2 and 4 s
+        with stack.http() as http:
+            hook = http.post(
+                "/webhooks", json={"url": receiver.url, "events": ["thread.run.completed"]}
+            ).json()
+        try:
+            assistant = client.beta.assistants.create(model="gpt-4o")
+            thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+            model.enqueue(Reply(text="Done."))
+            run = client.beta.threads.runs.create_and_poll(
+                thread_id=thread.id, assistant_id=assistant.id
+            )
+            assert run.status == "completed"
+            handle = temporal_client.get_workflow_handle(run.id)
+            result = await asyncio.wait_for(handle.result(), 5)
+            assert result["status"] == "completed"
+            (delivery_id,) = _delivery_ids(await handle.fetch_history())
+            assert delivery_id.startswith(f"{run.id}-webhook-evt_")
+            delivery = temporal_client.get_workflow_handle(delivery_id)
+            # The run's workflow closed while its delivery was still failing.
+            assert (await delivery.describe()).status == WorkflowExecutionStatus.RUNNING
+            assert 200 not in [status for _, _, status in receiver.received]
+            assert await asyncio.wait_for(delivery.result(), 30) is True
+            assert [status for _, _, status in receiver.received] == [500, 500, 500, 200]
+            assert len({headers["Webhook-Id"] for headers, _, _ in receiver.received}) == 1
+            event = json.loads(receiver.received[-1][1])
+            assert event["type"] == "thread.run.completed" and event["data"]["id"] == run.id
+        finally:
+            with stack.http() as http:
+                http.delete(f"/webhooks/{hook['id']}")
+
+
 def test_runs_of_other_projects_do_not_reach_a_webhook(
-    stack: Stack, model: ScriptedModel, receiver: _Receiver
+    stack: Stack, model: ScriptedModel, receiver: WebhookReceiver
 ) -> None:
     other_key = stack.cli("keys", "create", "--project", f"other-{uuid.uuid4().hex[:6]}").strip()
     with stack.http() as http:
@@ -312,7 +317,7 @@ def test_runs_of_other_projects_do_not_reach_a_webhook(
 
 
 def test_cancelled_run_webhook_is_not_sent_for_unsubscribed_events(
-    client: openai.OpenAI, stack: Stack, model: ScriptedModel, receiver: _Receiver
+    client: openai.OpenAI, stack: Stack, model: ScriptedModel, receiver: WebhookReceiver
 ) -> None:
     with stack.http() as http:
         hook = http.post(

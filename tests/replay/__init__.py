@@ -13,6 +13,8 @@ BEFORE_PATCH_DIRS: dict[str, Path] = {
     "model-round-local": HISTORIES_DIR / "before-model-round-local",
     # Every run called `finish_run`, also when the model's answer had already ended it.
     "answer-ends-run": HISTORIES_DIR / "before-answer-ends-run",
+    # Webhook deliveries were activities of the run's workflow, which waited for them.
+    "detached-webhooks": HISTORIES_DIR / "before-detached-webhooks",
 }
 
 # One recorded history per scenario, `histories/<name>.json`; `tests.replay.record` records them
@@ -32,6 +34,7 @@ SCENARIOS: tuple[str, ...] = (
     "child_workflow",
     "code_interpreter",
     "file_search",
+    "webhooks",
 )
 
 # The ingestion workflows' histories (`IngestFileWorkflow`, `FileBatchWorkflow`,
@@ -39,3 +42,16 @@ SCENARIOS: tuple[str, ...] = (
 # `tests/unit/test_replay_ingestion.py`.
 INGESTION_HISTORIES_DIR = Path(__file__).parent / "ingestion_histories"
 INGESTION_SCENARIOS: tuple[str, ...] = ("ingest_file", "ingest_unsupported", "file_batch", "expiry")
+
+# The scenarios each `BEFORE_PATCH_DIRS` folder holds: a patch's folder holds the scenarios that
+# take its branch, recorded just before it (a scenario added later has no recording from before
+# the older patches).
+BEFORE_PATCH_SCENARIOS: dict[str, tuple[str, ...]] = {
+    "model-round-local": SCENARIOS[: SCENARIOS.index("file_search") + 1],
+    "answer-ends-run": SCENARIOS[: SCENARIOS.index("file_search") + 1],
+    "detached-webhooks": ("webhooks",),
+}
+
+# The webhook deliveries' own histories (`WebhookDeliveryWorkflow`), recorded with the run that
+# started them (`histories/deliveries/<scenario>.json`) and replayed by `tests/unit/test_replay.py`.
+DELIVERY_HISTORIES_DIR = HISTORIES_DIR / "deliveries"

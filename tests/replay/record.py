@@ -30,13 +30,14 @@ import openai
 from openai.types.beta import AssistantToolParam, FunctionToolParam
 from openai.types.beta.threads import Run
 from openai.types.beta.threads.run_submit_tool_outputs_params import ToolOutput
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 
 from assistants.devserver import TemporalDevServer
 from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec
 from assistants.trigger import MessageInput, RunRequest, start_run
-from tests.replay import HISTORIES_DIR, SCENARIOS
+from tests.replay import DELIVERY_HISTORIES_DIR, HISTORIES_DIR, SCENARIOS
 from tests.support.stack import Stack
+from tests.support.webhook_receiver import WebhookReceiver
 
 TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
 EXPIRES_AFTER_S = 3
@@ -325,6 +326,25 @@ def file_search(r: Recording) -> str:
     return _expect(run, "completed").id
 
 
+def webhooks(r: Recording) -> str:
+    """A run whose end a webhook is subscribed to: the run, then its delivery."""
+    client = r.stack.client()
+    with WebhookReceiver() as receiver, r.stack.http() as http:
+        hook = http.post(
+            "/webhooks", json={"url": receiver.url, "events": ["thread.run.completed"]}
+        ).json()
+        try:
+            assistant_id, thread_id = _start(client)
+            r.model.enqueue(Reply(text="Delivered."))
+            run = client.beta.threads.runs.create_and_poll(
+                thread_id=thread_id, assistant_id=assistant_id, poll_interval_ms=POLL_MS
+            )
+            receiver.wait(1)
+        finally:
+            http.delete(f"/webhooks/{hook['id']}")
+    return _expect(run, "completed").id
+
+
 Scenario = Callable[[Recording], Awaitable[str]]
 
 
@@ -352,6 +372,7 @@ RECORDERS: dict[str, Scenario] = {
     "child_workflow": child_workflow,
     "code_interpreter": _threaded(code_interpreter),
     "file_search": _threaded(file_search),
+    "webhooks": _threaded(webhooks),
 }
 assert tuple(RECORDERS) == SCENARIOS, "tests.replay.SCENARIOS and RECORDERS disagree"
 
@@ -369,12 +390,30 @@ async def _record_one(r: Recording, name: str) -> None:
     path = HISTORIES_DIR / f"{name}.json"
     text = history.to_json() + "\n"
     path.write_text(text, encoding="utf-8")
+    await _record_deliveries(r, history, name)
     status = result.get("status") if isinstance(result, dict) else result
     print(
         f"{name:<29} {status!s:<10} {len(history.events):>3} events "
         f"{len(text) / 1024:6.1f} KiB {time.monotonic() - started:5.1f} s  {run_id}",
         flush=True,
     )
+
+
+async def _record_deliveries(r: Recording, history: WorkflowHistory, name: str) -> None:
+    """The histories of the webhook deliveries the run started (`WebhookDeliveryWorkflow`,
+    child workflows it did not wait for), as `histories/deliveries/<scenario>.json`."""
+    children = [
+        event.start_child_workflow_execution_initiated_event_attributes.workflow_id
+        for event in history.events
+        if event.HasField("start_child_workflow_execution_initiated_event_attributes")
+    ]
+    for index, child_id in enumerate(children):
+        child = r.temporal.get_workflow_handle(child_id)
+        await asyncio.wait_for(child.result(), 120)
+        suffix = f"_{index}" if index else ""
+        path = DELIVERY_HISTORIES_DIR / f"{name}{suffix}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text((await child.fetch_history()).to_json() + "\n", encoding="utf-8")
 
 
 async def _record(r: Recording, names: list[str]) -> None:

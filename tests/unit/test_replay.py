@@ -15,8 +15,15 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from tests.replay import BEFORE_PATCH_DIRS, HISTORIES_DIR, SCENARIOS
-from workflows.run import ANSWER_ENDS_RUN, MODEL_ROUND_LOCAL, RunWorkflow
+from tests.replay import (
+    BEFORE_PATCH_DIRS,
+    BEFORE_PATCH_SCENARIOS,
+    DELIVERY_HISTORIES_DIR,
+    HISTORIES_DIR,
+    SCENARIOS,
+)
+from workflows.run import ANSWER_ENDS_RUN, DETACHED_WEBHOOKS, MODEL_ROUND_LOCAL, RunWorkflow
+from workflows.webhook_delivery import DELIVERY_WORKFLOW_NAME, WebhookDeliveryWorkflow
 
 RECORD = ".venv/bin/python -m tests.replay.record"
 
@@ -77,9 +84,12 @@ def _reason(error: Exception) -> str:
 
 
 def test_every_scenario_has_a_complete_history() -> None:
-    for folder in (HISTORIES_DIR, *BEFORE_PATCH_DIRS.values()):
+    expected = {HISTORIES_DIR: SCENARIOS} | {
+        folder: BEFORE_PATCH_SCENARIOS[patch] for patch, folder in BEFORE_PATCH_DIRS.items()
+    }
+    for folder, scenarios in expected.items():
         present = {path.stem for path in _files(folder)}
-        missing = [name for name in SCENARIOS if name not in present]
+        missing = [name for name in scenarios if name not in present]
         assert not missing, f"missing histories {missing} in {folder}: run `{RECORD}`"
     for path in _all_files():
         history = _load(path)
@@ -106,6 +116,46 @@ def test_both_sides_of_the_model_round_patch_are_recorded() -> None:
         assert MODEL_ROUND_LOCAL not in _patches(history), path.name
         assert "generate" not in _local_activity_types(history), path.name
         assert "generate" in _activity_types(history), path.name
+
+
+def _child_workflow_types(history: WorkflowHistory) -> list[str]:
+    return [
+        event.start_child_workflow_execution_initiated_event_attributes.workflow_type.name
+        for event in history.events
+        if event.HasField("start_child_workflow_execution_initiated_event_attributes")
+    ]
+
+
+def test_both_sides_of_the_detached_webhooks_patch_are_recorded() -> None:
+    """Since the patch, a run's webhook delivery is a workflow of its own that the run starts
+    and does not wait for; before it, an activity of the run's workflow. A run with no webhook
+    to notify never reaches the patch."""
+    for path in _files():
+        history = _load(path)
+        delivers = path.stem == "webhooks"
+        assert (DETACHED_WEBHOOKS in _patches(history)) == delivers, path.name
+        assert _child_workflow_types(history) == ([DELIVERY_WORKFLOW_NAME] if delivers else [])
+        assert "deliver_webhook" not in _activity_types(history), path.name
+    for path in _files(BEFORE_PATCH_DIRS[DETACHED_WEBHOOKS]):
+        history = _load(path)
+        assert DETACHED_WEBHOOKS not in _patches(history), path.name
+        assert not _child_workflow_types(history), path.name
+        assert "deliver_webhook" in _activity_types(history), path.name
+
+
+async def test_recorded_webhook_deliveries_replay_deterministically() -> None:
+    paths = _files(DELIVERY_HISTORIES_DIR)
+    assert [p.stem for p in paths] == ["webhooks"], f"run `{RECORD} webhooks`"
+    for path in paths:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        started = data["events"][0]["workflowExecutionStartedEventAttributes"]
+        assert started["workflowType"]["name"] == DELIVERY_WORKFLOW_NAME
+        history = WorkflowHistory.from_json(started["workflowId"], data)
+        assert "deliver_webhook" in _activity_types(history)
+        replayer = Replayer(
+            workflows=[WebhookDeliveryWorkflow], workflow_runner=SandboxedWorkflowRunner()
+        )
+        await replayer.replay_workflow(history)
 
 
 def test_both_sides_of_the_answer_ends_run_patch_are_recorded() -> None:
