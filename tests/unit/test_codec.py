@@ -34,6 +34,7 @@ from assistants.codec import (
 from assistants.codec_server import CodecServerConfigError, create_codec_app, serve_codec_server
 from assistants.config import Settings
 from assistants.devserver import free_port
+from assistants.payloads import PayloadConverter
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_A = base64.b64encode(b"A" * 32).decode()
@@ -188,7 +189,8 @@ class RunInput:
 
 
 async def test_data_converter() -> None:
-    assert data_converter("") is temporalio.converter.DataConverter.default
+    plain = data_converter("")
+    assert plain.payload_codec is None and plain.payload_converter_class is PayloadConverter
     assert data_converter("  ").payload_codec is None
     converter = data_converter(RING_A)
     assert isinstance(converter.payload_codec, EncryptionCodec)
