@@ -36,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.model import ModelActivities
     from activities.runs import RunStateActivities
     from activities.tools import TOOL_ERROR, ToolActivities
-    from activities.webhooks import WebhookActivities
     from assistants.ids import from_uuid_hex
     from assistants.tool_outputs import submission_problem
     from workflows.code_calls import CodeInterpreterUnavailable, run_code_calls
@@ -68,9 +67,8 @@ with workflow.unsafe.imports_passed_through():
         WebhookDelivery,
     )
     from workflows.webhook_delivery import (
-        WEBHOOK_RETRY,
-        WEBHOOK_TIMEOUT,
         WebhookDeliveryWorkflow,
+        deliver,
         delivery_workflow_id,
     )
 
@@ -306,27 +304,17 @@ class RunWorkflow:
             )
             return
 
-        async def deliver(webhook_id: str) -> None:
-            try:
-                await workflow.execute_activity_method(
-                    WebhookActivities.deliver,
-                    WebhookDelivery(
-                        webhook_id=webhook_id,
-                        run_id=run.run_id,
-                        event=event,
-                        delivery_id=self._new_id("evt"),
-                    ),
-                    start_to_close_timeout=WEBHOOK_TIMEOUT,
-                    retry_policy=WEBHOOK_RETRY,
-                    summary=f"webhook {webhook_id}: {event}",
+        async def deliver_here(webhook_id: str) -> None:
+            await deliver(
+                WebhookDelivery(
+                    webhook_id=webhook_id,
+                    run_id=run.run_id,
+                    event=event,
+                    delivery_id=self._new_id("evt"),
                 )
-            except ActivityError as error:
-                workflow.logger.warning(
-                    "webhook delivery gave up",
-                    extra={"run_id": run.run_id, "webhook_id": webhook_id, "error": str(error)},
-                )
+            )
 
-        self._deliveries.extend(asyncio.create_task(deliver(w)) for w in webhooks)
+        self._deliveries.extend(asyncio.create_task(deliver_here(w)) for w in webhooks)
 
     async def _start_delivery(self, run: RunInput, event: str, webhook_id: str) -> None:
         delivery = WebhookDelivery(

@@ -41,27 +41,34 @@ def delivery_workflow_id(delivery: WebhookDelivery) -> str:
     return f"{delivery.run_id}-webhook-{delivery.delivery_id}"
 
 
+async def deliver(delivery: WebhookDelivery) -> bool:
+    """Workflow code: the delivery's activity, retried. True once the receiver took the
+    event; False when the delivery gave up (logged; never an error). Runs from before the
+    `detached-webhooks` patch call it from their own workflow."""
+    try:
+        await workflow.execute_activity_method(
+            WebhookActivities.deliver,
+            delivery,
+            start_to_close_timeout=WEBHOOK_TIMEOUT,
+            retry_policy=WEBHOOK_RETRY,
+            summary=f"webhook {delivery.webhook_id}: {delivery.event}",
+        )
+    except ActivityError as error:
+        workflow.logger.warning(
+            "webhook delivery gave up",
+            extra={
+                "run_id": delivery.run_id,
+                "webhook_id": delivery.webhook_id,
+                "error": str(error),
+            },
+        )
+        return False
+    return True
+
+
 @workflow.defn(name=DELIVERY_WORKFLOW_NAME)
 class WebhookDeliveryWorkflow:
     @workflow.run
     async def run(self, delivery: WebhookDelivery) -> bool:
         """True once the receiver took the event; False when the delivery gave up."""
-        try:
-            await workflow.execute_activity_method(
-                WebhookActivities.deliver,
-                delivery,
-                start_to_close_timeout=WEBHOOK_TIMEOUT,
-                retry_policy=WEBHOOK_RETRY,
-                summary=f"webhook {delivery.webhook_id}: {delivery.event}",
-            )
-        except ActivityError as error:
-            workflow.logger.warning(
-                "webhook delivery gave up",
-                extra={
-                    "run_id": delivery.run_id,
-                    "webhook_id": delivery.webhook_id,
-                    "error": str(error),
-                },
-            )
-            return False
-        return True
+        return await deliver(delivery)

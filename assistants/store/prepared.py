@@ -27,11 +27,11 @@ import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, exc, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 Params = Mapping[str, Any]
@@ -146,12 +146,15 @@ class Prepared:
         values = _values(compiled, params)
         if values is None:  # a required parameter is missing: let SQLAlchemy say so
             return None
-        return conn.connection.driver_connection, compiled, values  # type: ignore[return-value]
+        driver = cast(sqlite3.Connection, conn.connection.driver_connection)
+        return driver, compiled, values
 
 
 def _compile(statement: Executable, conn: Connection, keys: tuple[str, ...] | None) -> Any:
+    if not isinstance(statement, ClauseElement):  # e.g. a text() statement
+        return _UNSUPPORTED
     dialect = conn.dialect
-    compiled = statement.compile(  # type: ignore[attr-defined]
+    compiled = statement.compile(
         dialect=dialect, column_keys=list(keys) if keys is not None else None
     )
     if not isinstance(compiled, SQLCompiler) or compiled.positiontup is None:

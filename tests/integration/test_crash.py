@@ -17,7 +17,7 @@ from assistants.devserver import TemporalDevServer
 from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec
 from tests.conftest import started_stack, wait_for_status
 from tests.support.stack import Stack
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import WebhookReceiver, delivery_ids, subscribed
 
 pytestmark = pytest.mark.slow
 
@@ -207,37 +207,28 @@ async def test_a_webhook_delivery_survives_a_worker_sigkill(
     every attempt the same event with the same `Webhook-Id`, until the receiver takes it."""
     client = crash_stack.client()
     temporal_client = await Client.connect(own_temporal.address)
-    with WebhookReceiver(fail_first=2) as receiver:
-        with crash_stack.http() as http:
-            hook = http.post(
-                "/webhooks", json={"url": receiver.url, "events": ["thread.run.completed"]}
-            ).json()
-        try:
-            assistant = client.beta.assistants.create(model="gpt-4o")
-            thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
-            model.enqueue(Reply(text="Done."))
-            run = client.beta.threads.runs.create_and_poll(
-                thread_id=thread.id, assistant_id=assistant.id
-            )
-            assert run.status == "completed"
-            await asyncio.wait_for(temporal_client.get_workflow_handle(run.id).result(), 10)
-            await asyncio.to_thread(receiver.wait, 1)  # the first attempt failed
-            crash_stack.kill_workers()
-            await asyncio.sleep(1.0)
-            crash_stack.start_worker()
-            await asyncio.to_thread(receiver.wait, 3, 60)
-            history = await temporal_client.get_workflow_handle(run.id).fetch_history()
-            (delivery_id,) = [
-                event.start_child_workflow_execution_initiated_event_attributes.workflow_id
-                for event in history.events
-                if event.HasField("start_child_workflow_execution_initiated_event_attributes")
-            ]
-            delivered = temporal_client.get_workflow_handle(delivery_id).result()
-            assert await asyncio.wait_for(delivered, 60) is True
-            statuses = [status for _, _, status in receiver.received]
-            assert statuses[-1] == 200 and statuses.count(200) == 1, statuses
-            assert len({headers["Webhook-Id"] for headers, _, _ in receiver.received}) == 1
-            assert len({body for _, body, _ in receiver.received}) == 1
-        finally:
-            with crash_stack.http() as http:
-                http.delete(f"/webhooks/{hook['id']}")
+    with (
+        WebhookReceiver(fail_first=2) as receiver,
+        subscribed(crash_stack, receiver.url, ["thread.run.completed"]),
+    ):
+        assistant = client.beta.assistants.create(model="gpt-4o")
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+        model.enqueue(Reply(text="Done."))
+        run = client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id, assistant_id=assistant.id
+        )
+        assert run.status == "completed"
+        await asyncio.wait_for(temporal_client.get_workflow_handle(run.id).result(), 10)
+        await asyncio.to_thread(receiver.wait, 1)  # the first attempt failed
+        crash_stack.kill_workers()
+        await asyncio.sleep(1.0)
+        crash_stack.start_worker()
+        await asyncio.to_thread(receiver.wait, 3, 60)
+        history = await temporal_client.get_workflow_handle(run.id).fetch_history()
+        (delivery_id,) = delivery_ids(history)
+        delivered = temporal_client.get_workflow_handle(delivery_id).result()
+        assert await asyncio.wait_for(delivered, 60) is True
+        statuses = [status for _, _, status in receiver.received]
+        assert statuses[-1] == 200 and statuses.count(200) == 1, statuses
+        assert len({headers["Webhook-Id"] for headers, _, _ in receiver.received}) == 1
+        assert len({body for _, body, _ in receiver.received}) == 1

@@ -24,7 +24,7 @@ from tests.conftest import wait_for_status
 from tests.support.caller_workflow import SupportTicketWorkflow
 from tests.support.messages import text_of
 from tests.support.stack import Stack
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import WebhookReceiver, delivery_ids, subscribed
 from workflows.search_attributes import RUN_STATUS
 
 LOOKUP: Any = {
@@ -245,15 +245,6 @@ def test_webhooks_are_signed_and_redelivered(
             http.delete(f"/webhooks/{created['id']}")
 
 
-def _delivery_ids(history: Any) -> list[str]:
-    """The workflow ids of the webhook deliveries a run's workflow started."""
-    return [
-        event.start_child_workflow_execution_initiated_event_attributes.workflow_id
-        for event in history.events
-        if event.HasField("start_child_workflow_execution_initiated_event_attributes")
-    ]
-
-
 async def test_a_runs_workflow_closes_without_waiting_for_its_webhook_deliveries(
     stack: Stack, model: ScriptedModel, temporal: TemporalDevServer
 ) -> None:
@@ -262,36 +253,31 @@ async def test_a_runs_workflow_closes_without_waiting_for_its_webhook_deliveries
     the delivery, a workflow of its own, retries until the receiver is back."""
     client = stack.client()
     temporal_client = await Client.connect(temporal.address)
-    with WebhookReceiver(fail_first=3) as receiver:  # retried after 1, 2 and 4 s
-        with stack.http() as http:
-            hook = http.post(
-                "/webhooks", json={"url": receiver.url, "events": ["thread.run.completed"]}
-            ).json()
-        try:
-            assistant = client.beta.assistants.create(model="gpt-4o")
-            thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
-            model.enqueue(Reply(text="Done."))
-            run = client.beta.threads.runs.create_and_poll(
-                thread_id=thread.id, assistant_id=assistant.id
-            )
-            assert run.status == "completed"
-            handle = temporal_client.get_workflow_handle(run.id)
-            result = await asyncio.wait_for(handle.result(), 5)
-            assert result["status"] == "completed"
-            (delivery_id,) = _delivery_ids(await handle.fetch_history())
-            assert delivery_id.startswith(f"{run.id}-webhook-evt_")
-            delivery = temporal_client.get_workflow_handle(delivery_id)
-            # The run's workflow closed while its delivery was still failing.
-            assert (await delivery.describe()).status == WorkflowExecutionStatus.RUNNING
-            assert 200 not in [status for _, _, status in receiver.received]
-            assert await asyncio.wait_for(delivery.result(), 30) is True
-            assert [status for _, _, status in receiver.received] == [500, 500, 500, 200]
-            assert len({headers["Webhook-Id"] for headers, _, _ in receiver.received}) == 1
-            event = json.loads(receiver.received[-1][1])
-            assert event["type"] == "thread.run.completed" and event["data"]["id"] == run.id
-        finally:
-            with stack.http() as http:
-                http.delete(f"/webhooks/{hook['id']}")
+    with (
+        WebhookReceiver(fail_first=3) as receiver,  # retried after 1, 2 and 4 s
+        subscribed(stack, receiver.url, ["thread.run.completed"]),
+    ):
+        assistant = client.beta.assistants.create(model="gpt-4o")
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+        model.enqueue(Reply(text="Done."))
+        run = client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id, assistant_id=assistant.id
+        )
+        assert run.status == "completed"
+        handle = temporal_client.get_workflow_handle(run.id)
+        result = await asyncio.wait_for(handle.result(), 5)
+        assert result["status"] == "completed"
+        (delivery_id,) = delivery_ids(await handle.fetch_history())
+        assert delivery_id.startswith(f"{run.id}-webhook-evt_")
+        delivery = temporal_client.get_workflow_handle(delivery_id)
+        # The run's workflow closed while its delivery was still failing.
+        assert (await delivery.describe()).status == WorkflowExecutionStatus.RUNNING
+        assert 200 not in [status for _, _, status in receiver.received]
+        assert await asyncio.wait_for(delivery.result(), 30) is True
+        assert [status for _, _, status in receiver.received] == [500, 500, 500, 200]
+        assert len({headers["Webhook-Id"] for headers, _, _ in receiver.received}) == 1
+        event = json.loads(receiver.received[-1][1])
+        assert event["type"] == "thread.run.completed" and event["data"]["id"] == run.id
 
 
 def test_runs_of_other_projects_do_not_reach_a_webhook(
@@ -319,11 +305,7 @@ def test_runs_of_other_projects_do_not_reach_a_webhook(
 def test_cancelled_run_webhook_is_not_sent_for_unsubscribed_events(
     client: openai.OpenAI, stack: Stack, model: ScriptedModel, receiver: WebhookReceiver
 ) -> None:
-    with stack.http() as http:
-        hook = http.post(
-            "/webhooks", json={"url": receiver.url, "events": ["thread.run.cancelled"]}
-        ).json()
-    try:
+    with subscribed(stack, receiver.url, ["thread.run.cancelled"]):
         assistant = client.beta.assistants.create(model="gpt-4o")
         thread = client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
         model.enqueue(Reply(text="fine"))
@@ -340,6 +322,3 @@ def test_cancelled_run_webhook_is_not_sent_for_unsubscribed_events(
         events = [json.loads(body)["type"] for _, body, _ in receiver.received]
         assert events == ["thread.run.cancelled", "thread.run.cancelled"]
         assert json.loads(receiver.received[1][1])["data"]["id"] == run.id
-    finally:
-        with stack.http() as http:
-            http.delete(f"/webhooks/{hook['id']}")

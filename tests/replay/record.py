@@ -37,7 +37,7 @@ from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec
 from assistants.trigger import MessageInput, RunRequest, start_run
 from tests.replay import DELIVERY_HISTORIES_DIR, HISTORIES_DIR, SCENARIOS
 from tests.support.stack import Stack
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import WebhookReceiver, delivery_ids, subscribed
 
 TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
 EXPIRES_AFTER_S = 3
@@ -329,19 +329,16 @@ def file_search(r: Recording) -> str:
 def webhooks(r: Recording) -> str:
     """A run whose end a webhook is subscribed to: the run, then its delivery."""
     client = r.stack.client()
-    with WebhookReceiver() as receiver, r.stack.http() as http:
-        hook = http.post(
-            "/webhooks", json={"url": receiver.url, "events": ["thread.run.completed"]}
-        ).json()
-        try:
-            assistant_id, thread_id = _start(client)
-            r.model.enqueue(Reply(text="Delivered."))
-            run = client.beta.threads.runs.create_and_poll(
-                thread_id=thread_id, assistant_id=assistant_id, poll_interval_ms=POLL_MS
-            )
-            receiver.wait(1)
-        finally:
-            http.delete(f"/webhooks/{hook['id']}")
+    with (
+        WebhookReceiver() as receiver,
+        subscribed(r.stack, receiver.url, ["thread.run.completed"]),
+    ):
+        assistant_id, thread_id = _start(client)
+        r.model.enqueue(Reply(text="Delivered."))
+        run = client.beta.threads.runs.create_and_poll(
+            thread_id=thread_id, assistant_id=assistant_id, poll_interval_ms=POLL_MS
+        )
+        receiver.wait(1)
     return _expect(run, "completed").id
 
 
@@ -402,12 +399,7 @@ async def _record_one(r: Recording, name: str) -> None:
 async def _record_deliveries(r: Recording, history: WorkflowHistory, name: str) -> None:
     """The histories of the webhook deliveries the run started (`WebhookDeliveryWorkflow`,
     child workflows it did not wait for), as `histories/deliveries/<scenario>.json`."""
-    children = [
-        event.start_child_workflow_execution_initiated_event_attributes.workflow_id
-        for event in history.events
-        if event.HasField("start_child_workflow_execution_initiated_event_attributes")
-    ]
-    for index, child_id in enumerate(children):
+    for index, child_id in enumerate(delivery_ids(history)):
         child = r.temporal.get_workflow_handle(child_id)
         await asyncio.wait_for(child.result(), 120)
         suffix = f"_{index}" if index else ""

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from temporalio.client import WorkflowHistory
+
 from assistants.devserver import free_port
+from tests.support.stack import Stack
 
 
 class WebhookReceiver:
@@ -51,3 +56,25 @@ class WebhookReceiver:
         while len(self.received) < n:
             assert time.monotonic() < deadline, f"only {len(self.received)} deliveries"
             time.sleep(0.05)
+
+
+def delivery_ids(history: WorkflowHistory) -> list[str]:
+    """The workflow ids of the webhook deliveries (child workflows) a run's workflow started."""
+    return [
+        event.start_child_workflow_execution_initiated_event_attributes.workflow_id
+        for event in history.events
+        if event.HasField("start_child_workflow_execution_initiated_event_attributes")
+    ]
+
+
+@contextmanager
+def subscribed(stack: Stack, url: str, events: list[str]) -> Iterator[dict[str, Any]]:
+    """A webhook of the stack's project for `events`, posting to `url` (the created object,
+    with its secret), deleted on the way out so later runs on the stack do not call it."""
+    with stack.http() as http:
+        hook: dict[str, Any] = http.post("/webhooks", json={"url": url, "events": events}).json()
+    try:
+        yield hook
+    finally:
+        with stack.http() as http:
+            http.delete(f"/webhooks/{hook['id']}")
