@@ -19,6 +19,7 @@ from activities.code_interpreter import CodeRecordActivities
 from activities.file_search import FileSearchActivities
 from activities.ingestion import IngestionActivities
 from activities.model import ModelActivities
+from activities.run_watch import RunWatch
 from activities.runs import RunStateActivities
 from activities.tools import ToolActivities
 from activities.webhooks import WebhookActivities
@@ -54,6 +55,9 @@ def build_worker(
     if blobs is None:
         blobs = blob_storage_from_settings(settings)
     metrics = Metrics(client_metric_meter(client))
+    # One watch per worker over the runs its local activities serve (activities/run_watch.py).
+    watch = RunWatch(store.runs.statuses)
+    grace_s = settings.worker_shutdown_grace_s
     model = ModelActivities(
         store,
         backend,
@@ -64,7 +68,8 @@ def build_worker(
         context_tokens=settings.model_context_tokens,
         completion_reserve_tokens=settings.model_completion_reserve_tokens,
         code_execution_s=settings.sandbox_execution_timeout_s,
-        shutdown_grace_s=settings.worker_shutdown_grace_s,
+        shutdown_grace_s=grace_s,
+        watch=watch,
     )
     state = RunStateActivities(
         store,
@@ -73,13 +78,17 @@ def build_worker(
         metrics=metrics,
         max_message_chars=settings.max_message_chars,
     )
-    tool_runner = ToolActivities(store, tools, metrics=metrics)
+    tool_runner = ToolActivities(
+        store, tools, metrics=metrics, watch=watch, shutdown_grace_s=grace_s
+    )
     webhooks = WebhookActivities(store)
     code_records = CodeRecordActivities(store)
     searches = FileSearchActivities(
         store,
         embedder_from_settings(settings),
         configured_weights(settings.search_embedding_weight, settings.search_text_weight),
+        watch=watch,
+        shutdown_grace_s=grace_s,
     )
     ingestion = IngestionActivities(
         store,

@@ -14,7 +14,8 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.heartbeat import heartbeating
+from activities.heartbeat import stoppable
+from activities.run_watch import RunWatch
 from assistants.errors import APIError
 from assistants.file_search import tool as search_tool
 from assistants.retrieval import Embedder, EmbeddingError
@@ -29,7 +30,18 @@ STORE_UNAVAILABLE = "vector_store_unavailable"
 
 
 class FileSearchActivities:
-    def __init__(self, store: Store, embedder: Embedder, weights: Weights | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        weights: Weights | None = None,
+        *,
+        watch: RunWatch | None = None,
+        shutdown_grace_s: float = 10.0,
+    ) -> None:
+        # A local activity (workflows/file_search_calls.py): a cancelled run stops its search.
+        self._watch = watch or RunWatch(store.runs.statuses)
+        self._shutdown_grace_s = shutdown_grace_s
         self._store = store
         self._searches = FileSearchStore(store.db)
         self._embedder = embedder
@@ -68,7 +80,10 @@ class FileSearchActivities:
         results: list[dict[str, object]] = []
         if usable:
             try:
-                async with heartbeating():
+                async with stoppable(
+                    lambda: self._watch.ended(call.run_id),
+                    shutdown_grace_s=self._shutdown_grace_s,
+                ):
                     vectors = await embedder.embed(plan.queries)
             except EmbeddingError as error:
                 raise ApplicationError(

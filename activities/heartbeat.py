@@ -24,6 +24,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from workflows.shared import RUN_NOT_ACTIVE, WORKER_STOPPING
 
 
 class NoLongerWanted(Exception):
@@ -60,6 +63,33 @@ async def heartbeating(
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
+
+
+class CallStopped(ApplicationError):
+    """Raised by `stoppable`: the run ended, or the worker is stopping (`type` says which)."""
+
+
+@asynccontextmanager
+async def stoppable(
+    unwanted: Callable[[], Awaitable[None]] | None = None,
+    *,
+    shutdown_grace_s: float = 10.0,
+) -> AsyncIterator[None]:
+    """`heartbeating` for the work of a run's round (a tool call, a search), with a local
+    activity's stops raised as the non-retryable errors `RunWorkflow` tells from failures:
+    `RUN_NOT_ACTIVE` (the run was cancelled, expired or deleted meanwhile) and `WORKER_STOPPING`
+    (the workflow hands its task to another worker, which runs the call again)."""
+    try:
+        async with heartbeating(unwanted, shutdown_grace_s=shutdown_grace_s):
+            yield
+    except NoLongerWanted:
+        raise CallStopped(
+            "the run is no longer in progress", type=RUN_NOT_ACTIVE, non_retryable=True
+        ) from None
+    except WorkerStopping:
+        raise CallStopped(
+            "the worker is stopping", type=WORKER_STOPPING, non_retryable=True
+        ) from None
 
 
 @asynccontextmanager

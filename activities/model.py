@@ -100,12 +100,13 @@ class ModelActivities:
         code_execution_s: float = 60.0,
         shutdown_grace_s: float = 10.0,
         watch_interval_s: float = WATCH_INTERVAL_S,
+        watch: RunWatch | None = None,
     ) -> None:
         self._code_execution_s = code_execution_s
         # A model round is a local activity, which the SDK does not cancel at shutdown.
         self._shutdown_grace_s = shutdown_grace_s
         # …nor when its run is cancelled: one watch reads the status of all this worker's runs.
-        self._watch = RunWatch(store.runs.statuses, watch_interval_s)
+        self._watch = watch or RunWatch(store.runs.statuses, watch_interval_s)
         self._metrics = metrics or Metrics()
         self._context_tokens = context_tokens
         self._completion_reserve_tokens = completion_reserve_tokens
@@ -169,20 +170,21 @@ class ModelActivities:
                 # As a local activity: an earlier attempt stored this round's calls and the same
                 # workflow task moved the run on to `requires_action`, then the worker died
                 # before Temporal recorded that task. Report the calls it stored.
-                earlier = await self._store.tool_calls.stored_round(call.tool_step_id)
+                earlier = await self._earlier_calls(call.tool_step_id, run.tools)
                 if earlier is not None:
-                    stored, spent = earlier
-                    return GenerateResult(
-                        finish="tool_calls",
-                        usage=Usage(
-                            int(spent.get("prompt_tokens", 0)),
-                            int(spent.get("completion_tokens", 0)),
-                        ),
-                        tool_calls=self._refs(stored, run.tools),
-                    )
+                    return earlier
             raise ApplicationError(
                 "the run is no longer in progress", type=RUN_NOT_ACTIVE, non_retryable=True
             )
+        if start.resumed and call.tool_step_id:
+            # As a local activity: an earlier attempt stored this round's calls, and the same
+            # workflow task went on to run them (tools registered with `local=True`, searches),
+            # then the worker died before Temporal recorded that task. The stored calls stand
+            # (first writer wins), so the model is not asked again: report them, and the calls
+            # run again where they have no output yet.
+            earlier = await self._earlier_calls(call.tool_step_id, run.tools)
+            if earlier is not None:
+                return earlier
         bound = log.bind(
             run_id=run.id,
             thread_id=run.thread_id,
@@ -337,6 +339,19 @@ class ModelActivities:
                     timedelta(seconds=error.retry_after_s) if error.retry_after_s else None
                 ),
             ) from error
+
+    async def _earlier_calls(
+        self, tool_step_id: str, run_tools: list[dict[str, Any]]
+    ) -> GenerateResult | None:
+        earlier = await self._store.tool_calls.stored_round(tool_step_id)
+        if earlier is None:
+            return None
+        stored, spent = earlier
+        return GenerateResult(
+            finish="tool_calls",
+            usage=Usage(int(spent.get("prompt_tokens", 0)), int(spent.get("completion_tokens", 0))),
+            tool_calls=self._refs(stored, run_tools),
+        )
 
     async def _finish(
         self,

@@ -201,9 +201,14 @@ def _list_tools(settings: Settings) -> None:
     for tool in registry:
         policy = tool.policy
         print(f"{tool.name}: {tool.description or '(no description)'}")
+        runs_as = (
+            "local activity"
+            if policy.local
+            else f"activity, heartbeat timeout {policy.heartbeat_timeout_s:g}s"
+        )
         print(
             f"  timeout {policy.timeout_s:g}s, {policy.max_attempts} attempt(s), "
-            f"heartbeat timeout {policy.heartbeat_timeout_s:g}s, on error: {policy.on_error}"
+            f"{runs_as}, on error: {policy.on_error}"
         )
         print(f"  parameters {json.dumps(tool.parameters)}")
 

@@ -11,6 +11,9 @@ replies with text. Measured in the same run, sequentially, with a client polling
 - **baseline**: a run of an assistant without tools (one model round);
 - **function tool**: a run with one round of a worker-registered function tool (`get_weather`
   from `tests/support/tools.py`): what any tool round costs (a step, two model rounds);
+- **local function tool**: the same with the tool registered `local=True` (`local_weather`):
+  the call runs as a local activity, inside the workflow task (left out against a server
+  version that does not register it);
 - **file_search**: a run of an assistant with file_search on the 10k-chunk store: model round
   (the call), the search activity (embed the query, hybrid ranking, record the results), a model
   round that reads the results (and citations are resolved).
@@ -57,25 +60,45 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             )
             weather: Any = [{"type": "function", "function": {"name": "get_weather"}}]
             tooled = await client.beta.assistants.create(model="gpt-4o", tools=weather)
+            local_weather: Any = [{"type": "function", "function": {"name": "local_weather"}}]
+            local: Any = await client.beta.assistants.create(model="gpt-4o", tools=local_weather)
+            if not await _registered(client, local.id):
+                local = None
             for _ in range(5):  # warm up: connections, the store's matrix cache, the model
-                for assistant in (plain, tooled, searching):
-                    await polled_run(client, assistant.id, poll_ms=5)
+                for assistant in (plain, tooled, local, searching):
+                    if assistant is not None:
+                        await polled_run(client, assistant.id, poll_ms=5)
             base: list[float] = []
             function: list[float] = []
+            local_function: list[float] = []
             search: list[float] = []
             search_ids: list[str] = []
+            local_ids: list[str] = []
             for _ in range(args.runs):  # interleaved, so drift hits all alike
                 base.append((await polled_run(client, plain.id, poll_ms=5))[0])
                 function.append((await polled_run(client, tooled.id, poll_ms=5))[0])
+                if local is not None:
+                    elapsed, run_id = await polled_run(client, local.id, poll_ms=5)
+                    local_function.append(elapsed)
+                    local_ids.append(run_id)
                 elapsed, run_id = await polled_run(client, searching.id, poll_ms=5)
                 search.append(elapsed)
                 search_ids.append(run_id)
             parts = await breakdown(procs.temporal_address, search_ids[:20])
+            local_result: dict[str, Any] = {}
+            if local_function:
+                local_result = {
+                    "run_with_one_local_function_tool_round": summary(local_function),
+                    "local_function_tool_round_where_time_goes_ms": await breakdown(
+                        procs.temporal_address, local_ids[:20]
+                    ),
+                }
             return {
                 "chunks": args.chunks,
                 "runs": args.runs,
                 "baseline_run_without_tools": summary(base),
                 "run_with_one_function_tool_round": summary(function),
+                **local_result,
                 "run_with_one_file_search_round": summary(search),
                 "added_p50_ms": round((pct(search, 0.5) - pct(base, 0.5)) * 1000, 1),
                 "added_over_function_tool_p50_ms": round(
@@ -86,6 +109,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             }
         finally:
             procs.stop()
+
+
+async def _registered(client: openai.AsyncOpenAI, assistant_id: str) -> bool:
+    """Whether the server's worker runs the assistant's tool itself (a version from before
+    `local_weather` hands the call to the client: `requires_action`)."""
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+    run = await client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant_id, poll_interval_ms=20
+    )
+    if run.status == "requires_action":
+        await client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+        return False
+    return True
 
 
 def main() -> None:

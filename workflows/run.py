@@ -359,22 +359,24 @@ class RunWorkflow:
                 # delivered them is acknowledged when this workflow task completes, which a
                 # local activity would hold back for the whole model call.
                 result = await self._generate(run, call, local=not self._client_round)
-            # A local activity's final failure arrives as its own ApplicationError; a regular
-            # activity's (and a local one's timeout or cancellation) wrapped in ActivityError.
             except (ActivityError, ApplicationError) as error:
-                cause = error.cause if isinstance(error, ActivityError) else error
-                if isinstance(cause, ApplicationError) and cause.type == RUN_NOT_ACTIVE:
-                    return await self._cancelled()
-                if isinstance(cause, ApplicationError) and cause.type == WORKER_STOPPING:
-                    # Fails this workflow task (not the run): nothing of it is recorded, and
-                    # Temporal gives the task to another worker at once, which calls again.
-                    raise HandOver("the worker stopped during the model call") from None
-                return _failure(cause, error)
+                stopped = await self._stopped(error)
+                if stopped is not None:
+                    return stopped
+                return _failure(_cause(error), error)
             self._usage.add(result.usage)
             if result.finish != "tool_calls":
                 status, reason = RUN_ENDS.get(result.finish, RUN_ENDS["stop"])
                 return _Outcome(status, incomplete_reason=reason, ended=result.ended)
-            outcome = await self._tool_round(run, call.tool_step_id, result.tool_calls)
+            try:
+                outcome = await self._tool_round(run, call.tool_step_id, result.tool_calls)
+            except (ActivityError, ApplicationError) as error:
+                # A local activity of the round (a registered tool with `local=True`, a
+                # search) stopped because the run ended or the worker is stopping.
+                stopped = await self._stopped(error)
+                if stopped is None:
+                    raise
+                return stopped
             if outcome is not None:
                 return outcome
         return _Outcome(
@@ -383,6 +385,18 @@ class RunWorkflow:
             error_message=f"The run stopped after {t.max_model_rounds} model calls: the model "
             "kept calling tools.",
         )
+
+    async def _stopped(self, error: ActivityError | ApplicationError) -> _Outcome | None:
+        """What a local activity's stop means for the run (None: it is a failure). Its run was
+        no longer in progress: the cancel signal is on its way. Its worker is stopping: this
+        workflow task fails (not the run), so nothing of it is recorded, and Temporal gives the
+        task to another worker at once, which runs the activity again."""
+        cause = _cause(error)
+        if isinstance(cause, ApplicationError) and cause.type == RUN_NOT_ACTIVE:
+            return await self._cancelled()
+        if isinstance(cause, ApplicationError) and cause.type == WORKER_STOPPING:
+            raise HandOver("the worker stopped during a local activity") from None
+        return None
 
     async def _generate(self, run: RunInput, call: GenerateInput, local: bool) -> GenerateResult:
         t = run.timeouts
@@ -488,29 +502,50 @@ class RunWorkflow:
     ) -> _Outcome | None:
         policy = call.policy
         assert policy is not None
+        tool_call = ToolCallInput(
+            run_id=run.run_id,
+            step_id=step_id,
+            call_id=call.call_id,
+            name=call.name,
+            request_id=run.request_id,
+        )
+        retry = RetryPolicy(
+            initial_interval=timedelta(seconds=1),
+            maximum_interval=timedelta(seconds=30),
+            maximum_attempts=policy.max_attempts,
+            non_retryable_error_types=[TOOL_ERROR],
+        )
         try:
-            await workflow.execute_activity_method(
-                ToolActivities.run_tool,
-                ToolCallInput(
-                    run_id=run.run_id,
-                    step_id=step_id,
-                    call_id=call.call_id,
-                    name=call.name,
-                    request_id=run.request_id,
-                ),
-                start_to_close_timeout=timedelta(seconds=policy.timeout_s),
-                heartbeat_timeout=timedelta(seconds=policy.heartbeat_timeout_s),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=1),
-                    maximum_interval=timedelta(seconds=30),
-                    maximum_attempts=policy.max_attempts,
-                    non_retryable_error_types=[TOOL_ERROR],
-                ),
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                summary=f"run tool {call.name}",
-            )
+            if policy.local:
+                # `@function_tool(local=True)`: inside this workflow task, with no round trip to
+                # the server to schedule the call or to report its output (the policy was
+                # recorded with the model round's result, so a replay takes the same branch).
+                await workflow.execute_local_activity_method(
+                    ToolActivities.run_tool,
+                    tool_call,
+                    start_to_close_timeout=timedelta(seconds=policy.timeout_s),
+                    retry_policy=retry,
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    summary=f"run tool {call.name}",
+                )
+            else:
+                await workflow.execute_activity_method(
+                    ToolActivities.run_tool,
+                    tool_call,
+                    start_to_close_timeout=timedelta(seconds=policy.timeout_s),
+                    heartbeat_timeout=timedelta(seconds=policy.heartbeat_timeout_s),
+                    retry_policy=retry,
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    summary=f"run tool {call.name}",
+                )
             return None
-        except ActivityError as error:
+        except (ActivityError, ApplicationError) as error:
+            cause = _cause(error)
+            if isinstance(cause, ApplicationError) and cause.type in (
+                RUN_NOT_ACTIVE,
+                WORKER_STOPPING,
+            ):
+                raise  # a local call's stop, not the tool's failure: see `_stopped`
             message = _error_message(error)
         workflow.logger.info(
             "tool failed", extra={"run_id": run.run_id, "tool": call.name, "error": message}
@@ -545,8 +580,14 @@ class RunWorkflow:
         return from_uuid_hex(prefix, workflow.uuid4().hex)
 
 
+def _cause(error: ActivityError | ApplicationError) -> BaseException | None:
+    """A local activity's final failure arrives as its own ApplicationError; a regular
+    activity's (and a local one's timeout or cancellation) wrapped in ActivityError."""
+    return error.cause if isinstance(error, ActivityError) else error
+
+
 def _error_message(error: ActivityError | ApplicationError) -> str:
-    cause = error.cause if isinstance(error, ActivityError) else error
+    cause = _cause(error)
     if isinstance(cause, ApplicationError):
         return cause.message
     if isinstance(cause, TimeoutError):

@@ -118,6 +118,9 @@ class ToolPolicy:
     max_attempts: int = 3
     heartbeat_timeout_s: float = 20.0
     on_error: str = "message"  # "message": the error becomes the output; "fail": the run fails
+    # A local activity, run inside the workflow task that scheduled it: no round trips to the
+    # Temporal server for the call (see `@function_tool(local=True)`).
+    local: bool = False
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,7 @@ def function_tool(
     max_attempts: int = 3,
     heartbeat_timeout_s: float | None = None,
     on_error: Literal["message", "fail"] = "message",
+    local: bool = False,
 ) -> Callable[[Callable[..., Any]], FunctionTool]: ...
 
 
@@ -199,6 +200,7 @@ def function_tool(
     max_attempts: int = 3,
     heartbeat_timeout_s: float | None = None,
     on_error: Literal["message", "fail"] = "message",
+    local: bool = False,
 ) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
     """Declare a function the worker runs when the model calls it.
 
@@ -209,6 +211,12 @@ def function_tool(
       (default: a third of `timeout_s`, at most 30 s). The worker heartbeats while the tool runs.
     - `on_error`: `"message"` hands the final error to the model as the tool output;
       `"fail"` fails the run instead.
+    - `local`: run each call as a Temporal local activity, inside the workflow task that
+      scheduled it, for quick calls (well under a few seconds): no round trips to the Temporal
+      server, so a round costs tens of milliseconds less. The call leaves a marker in the
+      run's history instead of activity events; a dead worker's call runs again when another
+      worker takes the workflow task over (its timeout, 10 s) instead of after
+      `heartbeat_timeout_s`; a cancelled run stops the call within a second.
     """
     if heartbeat_timeout_s is None:
         heartbeat_timeout_s = min(30.0, max(1.0, timeout_s / 3))
@@ -217,6 +225,7 @@ def function_tool(
         max_attempts=max_attempts,
         heartbeat_timeout_s=heartbeat_timeout_s,
         on_error=on_error,
+        local=local,
     )
 
     def wrap(f: Callable[..., Any]) -> FunctionTool:

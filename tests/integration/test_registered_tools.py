@@ -1,9 +1,11 @@
 """Function tools registered with the worker (`tests/support/tools.py`) and executed by it as
 activities: no `requires_action`, retries, errors handed to the model or failing the run,
-heartbeats, and a worker killed while a tool runs."""
+heartbeats, and a worker killed while a tool runs. Each behaviour is checked for the tools
+registered with `local=True` too (local activities: no round trip to the Temporal server)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -12,6 +14,9 @@ from typing import Any
 
 import openai
 import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
 
 from assistants.devserver import TemporalDevServer
 from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec
@@ -37,12 +42,20 @@ def _tool_outputs(client: openai.OpenAI, thread_id: str, run_id: str) -> list[st
     return [c.function.output for c in details.tool_calls]  # type: ignore[union-attr]
 
 
-def test_a_registered_tool_runs_in_the_worker(stack: Stack, model: ScriptedModel) -> None:
+async def _history(address: str, run_id: str) -> list[HistoryEvent]:
+    client = await Client.connect(address)
+    return list((await client.get_workflow_handle(run_id).fetch_history()).events)
+
+
+@pytest.mark.parametrize("tool", ["get_weather", "local_weather"])
+def test_a_registered_tool_runs_in_the_worker(
+    stack: Stack, model: ScriptedModel, tool: str
+) -> None:
     client = stack.client()
-    assistant, thread = _ask(client, _by_name("get_weather"))
+    assistant, thread = _ask(client, _by_name(tool))
     model.reset()
     model.enqueue(
-        Reply(tool_calls=[ToolCallSpec("get_weather", '{"city": "Paris"}')]),
+        Reply(tool_calls=[ToolCallSpec(tool, '{"city": "Paris"}')]),
         Reply(text="21 degrees in Paris."),
     )
     events: list[str] = []
@@ -70,14 +83,31 @@ def test_a_registered_tool_runs_in_the_worker(stack: Stack, model: ScriptedModel
     assert [s.type for s in steps] == ["tool_calls", "message_creation"]
     assert all(s.status == "completed" for s in steps)
 
+    history = asyncio.run(_history(stack.temporal_address, run.id))
+    kinds = [e.event_type for e in history]
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    if tool == "local_weather":
+        # The model rounds, the call and the step's completion ran in the first workflow task,
+        # each a local activity (a marker): no round trip to the server in between.
+        assert scheduled == []
+        assert kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 1
+        assert kinds.count(EventType.EVENT_TYPE_MARKER_RECORDED) >= 4
+    else:
+        assert scheduled == ["run_tool"]
 
-def test_a_flaky_tool_is_retried(stack: Stack, model: ScriptedModel) -> None:
+
+@pytest.mark.parametrize("tool", ["flaky_lookup", "local_flaky_lookup"])
+def test_a_flaky_tool_is_retried(stack: Stack, model: ScriptedModel, tool: str) -> None:
     client = stack.client()
-    assistant, thread = _ask(client, _by_name("flaky_lookup"))
+    assistant, thread = _ask(client, _by_name(tool))
     key = uuid.uuid4().hex[:8]
     model.reset()
     model.enqueue(
-        Reply(tool_calls=[ToolCallSpec("flaky_lookup", json.dumps({"key": key}))]),
+        Reply(tool_calls=[ToolCallSpec(tool, json.dumps({"key": key}))]),
         Reply(text="Found it."),
     )
     run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
@@ -91,8 +121,20 @@ def test_a_flaky_tool_is_retried(stack: Stack, model: ScriptedModel) -> None:
         ("always_fails", '{"reason": "maintenance"}', "RuntimeError: backend down: maintenance"),
         ("find_order", '{"order_id": "A7"}', "no order with id A7"),
         ("get_weather", '{"town": "Paris"}', "Invalid arguments for get_weather"),
+        (
+            "local_always_fails",
+            '{"reason": "maintenance"}',
+            "RuntimeError: backend down: maintenance",
+        ),
+        ("local_weather", '{"town": "Paris"}', "Invalid arguments for local_weather"),
     ],
-    ids=["retries-exhausted", "tool-error", "bad-arguments"],
+    ids=[
+        "retries-exhausted",
+        "tool-error",
+        "bad-arguments",
+        "local-retries-exhausted",
+        "local-bad-arguments",
+    ],
 )
 def test_a_failing_tool_hands_its_error_to_the_model(
     stack: Stack, model: ScriptedModel, tool: str, arguments: str, error: str
@@ -109,15 +151,16 @@ def test_a_failing_tool_hands_its_error_to_the_model(
     assert tool_turn["content"] == output
 
 
-def test_a_tool_configured_to_fail_the_run(stack: Stack, model: ScriptedModel) -> None:
+@pytest.mark.parametrize("tool", ["charge_card", "local_charge_card"])
+def test_a_tool_configured_to_fail_the_run(stack: Stack, model: ScriptedModel, tool: str) -> None:
     client = stack.client()
-    assistant, thread = _ask(client, _by_name("charge_card"))
+    assistant, thread = _ask(client, _by_name(tool))
     model.reset()
-    model.enqueue(Reply(tool_calls=[ToolCallSpec("charge_card", '{"amount_cents": 500}')]))
+    model.enqueue(Reply(tool_calls=[ToolCallSpec(tool, '{"amount_cents": 500}')]))
     run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
     assert run.status == "failed" and run.last_error is not None
     assert run.last_error.code == "server_error"
-    assert "The function tool charge_card failed" in run.last_error.message
+    assert f"The function tool {tool} failed" in run.last_error.message
     assert "payment provider rejected the charge" in run.last_error.message
     assert len(model.requests) == 1  # the model was not called again
     step = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data[0]
@@ -170,11 +213,55 @@ def test_a_long_tool_heartbeats(stack: Stack, model: ScriptedModel) -> None:
     assert _tool_outputs(client, thread.id, run.id) == ["report ready after 3.0 s"]
 
 
+def test_cancelling_a_run_stops_its_local_tool(stack: Stack, model: ScriptedModel) -> None:
+    # A local activity cannot hear of the cancel through heartbeats, and the workflow hears of
+    # it only at its next task: the worker's run watch stops the call (within about a second).
+    client = stack.client()
+    assistant, thread = _ask(client, _by_name("local_slow_report"))
+    model.reset()
+    model.enqueue(Reply(tool_calls=[ToolCallSpec("local_slow_report", '{"seconds": 30}')]))
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    deadline = time.monotonic() + 15
+    while not client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # the tool is running now
+    began = time.monotonic()
+    client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+    final = wait_for_status(client, thread.id, run.id, {"cancelled", "completed"}, timeout=15)
+    assert final.status == "cancelled"
+    assert time.monotonic() - began < 8  # not the 30 s of the call
+    assert _tool_outputs(client, thread.id, run.id) == [None]
+    assert len(model.requests) == 1  # the model was not called again
+
+
+def test_local_and_regular_tools_in_one_round(stack: Stack, model: ScriptedModel) -> None:
+    client = stack.client()
+    assistant, thread = _ask(client, _by_name("get_weather", "local_weather"))
+    model.reset()
+    model.enqueue(
+        Reply(
+            tool_calls=[
+                ToolCallSpec("local_weather", '{"city": "Oslo"}'),
+                ToolCallSpec("get_weather", '{"city": "Rome", "unit": "fahrenheit"}'),
+            ]
+        ),
+        Reply(text="Both."),
+    )
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "completed"
+    oslo, rome = _tool_outputs(client, thread.id, run.id)
+    assert oslo is not None and json.loads(oslo)["city"] == "Oslo"
+    assert rome is not None and json.loads(rome)["temperature"] == 70
+
+
 def test_the_tools_command_lists_registered_tools(stack: Stack) -> None:
     listing = stack.cli("tools")
     assert "get_weather: Current weather for a city." in listing
     assert "slow_report: Build a report that takes a while." in listing
     assert "heartbeat timeout 2s" in listing
+    assert "local_weather: Current weather for a city." in listing
+    assert "local activity" in listing
 
 
 @pytest.fixture(scope="module", params=["sqlite"])
@@ -194,14 +281,17 @@ def crash_stack(
         yield stack
 
 
-def test_worker_killed_while_a_tool_runs(crash_stack: Stack, model: ScriptedModel) -> None:
+@pytest.mark.parametrize("tool", ["slow_report", "local_slow_report"])
+def test_worker_killed_while_a_tool_runs(
+    crash_stack: Stack, model: ScriptedModel, tool: str
+) -> None:
+    # A regular activity's call is retried after its heartbeat timeout; a local one's when the
+    # restarted worker takes the workflow task over (it runs the whole task again).
     stack = crash_stack
     client = stack.client()
-    assistant, thread = _ask(client, _by_name("slow_report"))
+    assistant, thread = _ask(client, _by_name(tool))
     model.reset()
-    model.enqueue(
-        Reply(tool_calls=[ToolCallSpec("slow_report", '{"seconds": 4}')]), Reply(text="Done.")
-    )
+    model.enqueue(Reply(tool_calls=[ToolCallSpec(tool, '{"seconds": 4}')]), Reply(text="Done."))
     run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
     deadline = time.monotonic() + 15
     while not client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data:

@@ -15,6 +15,8 @@ BEFORE_PATCH_DIRS: dict[str, Path] = {
     "answer-ends-run": HISTORIES_DIR / "before-answer-ends-run",
     # Webhook deliveries were activities of the run's workflow, which waited for them.
     "detached-webhooks": HISTORIES_DIR / "before-detached-webhooks",
+    # file_search calls were regular activities (`file_search` scheduled, started, completed).
+    "file-search-local": HISTORIES_DIR / "before-file-search-local",
 }
 
 # One recorded history per scenario, `histories/<name>.json`; `tests.replay.record` records them
@@ -35,6 +37,7 @@ SCENARIOS: tuple[str, ...] = (
     "code_interpreter",
     "file_search",
     "webhooks",
+    "local_tools",
 )
 
 # The ingestion workflows' histories (`IngestFileWorkflow`, `FileBatchWorkflow`,
@@ -50,6 +53,7 @@ BEFORE_PATCH_SCENARIOS: dict[str, tuple[str, ...]] = {
     "model-round-local": SCENARIOS[: SCENARIOS.index("file_search") + 1],
     "answer-ends-run": SCENARIOS[: SCENARIOS.index("file_search") + 1],
     "detached-webhooks": ("webhooks",),
+    "file-search-local": ("file_search",),
 }
 
 # The webhook deliveries' own histories (`WebhookDeliveryWorkflow`), recorded with the run that

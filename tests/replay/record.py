@@ -193,6 +193,29 @@ def registered_tools(r: Recording) -> str:
     return _expect(run, "completed").id
 
 
+def local_tools(r: Recording) -> str:
+    """`local_weather` and `local_flaky_lookup` (retried twice) as local activities, and
+    `get_weather` as a regular one, in one round."""
+    client = r.stack.client()
+    tools = _by_name("local_weather", "local_flaky_lookup", "get_weather")
+    assistant_id, thread_id = _start(client, tools, "Go")
+    key = uuid.uuid4().hex[:8]
+    r.model.enqueue(
+        Reply(
+            tool_calls=[
+                ToolCallSpec("local_weather", '{"city": "Oslo"}'),
+                ToolCallSpec("local_flaky_lookup", json.dumps({"key": key})),
+                ToolCallSpec("get_weather", '{"city": "Paris"}'),
+            ]
+        ),
+        Reply(text="Oslo and Paris, and the lookup worked."),
+    )
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread_id, assistant_id=assistant_id, poll_interval_ms=POLL_MS
+    )
+    return _expect(run, "completed").id
+
+
 def registered_tool_error(r: Recording) -> str:
     client = r.stack.client()
     assistant_id, thread_id = _start(client, _by_name("always_fails"), "Go")
@@ -370,6 +393,7 @@ RECORDERS: dict[str, Scenario] = {
     "code_interpreter": _threaded(code_interpreter),
     "file_search": _threaded(file_search),
     "webhooks": _threaded(webhooks),
+    "local_tools": _threaded(local_tools),
 }
 assert tuple(RECORDERS) == SCENARIOS, "tests.replay.SCENARIOS and RECORDERS disagree"
 

@@ -2,7 +2,8 @@
 
 They exercise what the registry promises: schemas from type hints and docstrings, retries of a
 flaky tool, an error handed to the model, an error that fails the run, and a long call that
-heartbeats (and survives its worker being killed).
+heartbeats (and survives its worker being killed). The `local_` tools are the same functions
+registered with `local=True` (run as local activities).
 """
 
 from __future__ import annotations
@@ -59,3 +60,17 @@ async def slow_report(seconds: float) -> str:
     """Build a report that takes a while."""
     await asyncio.sleep(seconds)
     return f"report ready after {seconds} s"
+
+
+# The same functions as local activities (`@function_tool(local=True)`).
+local_weather = function_tool(name="local_weather", local=True)(get_weather.fn)
+local_flaky_lookup = function_tool(name="local_flaky_lookup", local=True, max_attempts=4)(
+    flaky_lookup.fn
+)
+local_always_fails = function_tool(name="local_always_fails", local=True, max_attempts=2)(
+    always_fails.fn
+)
+local_charge_card = function_tool(
+    name="local_charge_card", local=True, on_error="fail", max_attempts=1
+)(charge_card.fn)
+local_slow_report = function_tool(name="local_slow_report", local=True)(slow_report.fn)

@@ -22,6 +22,7 @@ from tests.replay import (
     HISTORIES_DIR,
     SCENARIOS,
 )
+from workflows.file_search_calls import FILE_SEARCH_LOCAL
 from workflows.run import ANSWER_ENDS_RUN, DETACHED_WEBHOOKS, MODEL_ROUND_LOCAL, RunWorkflow
 from workflows.webhook_delivery import DELIVERY_WORKFLOW_NAME, WebhookDeliveryWorkflow
 
@@ -116,6 +117,31 @@ def test_both_sides_of_the_model_round_patch_are_recorded() -> None:
         assert MODEL_ROUND_LOCAL not in _patches(history), path.name
         assert "generate" not in _local_activity_types(history), path.name
         assert "generate" in _activity_types(history), path.name
+
+
+def test_both_sides_of_the_file_search_patch_are_recorded() -> None:
+    """Since the patch, each file_search call is a local activity; before it, a regular one.
+    Only a run that searches reaches the patch."""
+    for path in _files():
+        history = _load(path)
+        searches = path.stem == "file_search"
+        assert (FILE_SEARCH_LOCAL in _patches(history)) == searches, path.name
+        assert ("file_search" in _local_activity_types(history)) == searches, path.name
+        assert "file_search" not in _activity_types(history), path.name
+    for path in _files(BEFORE_PATCH_DIRS[FILE_SEARCH_LOCAL]):
+        history = _load(path)
+        assert FILE_SEARCH_LOCAL not in _patches(history), path.name
+        assert "file_search" not in _local_activity_types(history), path.name
+        assert "file_search" in _activity_types(history), path.name
+
+
+def test_tools_registered_local_run_as_local_activities() -> None:
+    """`local_tools`: the tools registered with `local=True` leave markers, the regular one
+    activity events (no patch: only a policy recorded since the change says `local`)."""
+    history = _load(HISTORIES_DIR / "local_tools.json")
+    assert _activity_types(history) == {"run_tool"}
+    markers = _marker_data(history, "core_local_activity", "data")
+    assert [m["activity_type"] for m in markers].count("run_tool") == 2
 
 
 def _child_workflow_types(history: WorkflowHistory) -> list[str]:
