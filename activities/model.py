@@ -155,6 +155,7 @@ class ModelActivities:
             # A local activity's attempt count starts again on the worker that takes over a
             # dead one's workflow task: the store says whether this round wrote output before.
             steps=(call.step_id, call.tool_step_id) if local else (),
+            completes=call.completes_step_id,
         )
         run = start.run
         if start.status != "in_progress":

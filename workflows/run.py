@@ -94,6 +94,10 @@ ANSWER_ENDS_RUN = "answer-ends-run"
 # wait for (`WebhookDeliveryWorkflow`); runs started before it deliver as their own activities
 # and close once those have succeeded or given up.
 DETACHED_WEBHOOKS = "detached-webhooks"
+# The patch after which a tool step the worker answered is completed by the next model round's
+# first commit instead of by `complete_tool_step` (one local activity and one commit less per
+# tool round).
+TOOL_STEP_IN_NEXT_ROUND = "tool-step-in-next-round"
 
 
 class HandOver(RuntimeError):
@@ -338,6 +342,7 @@ class RunWorkflow:
 
     async def _drive(self, run: RunInput) -> _Outcome:
         t = run.timeouts
+        answered_step: str | None = None  # the tool step the next round completes
         for round_index in range(t.max_model_rounds):
             call = GenerateInput(
                 round_index=round_index,
@@ -348,6 +353,7 @@ class RunWorkflow:
                 prompt_tokens_used=self._usage.prompt_tokens,
                 completion_tokens_used=self._usage.completion_tokens,
                 request_id=run.request_id,
+                completes_step_id=answered_step,
             )
             # The model activity itself moves the run `queued → in_progress` before it calls the
             # model: a separate activity would cost a workflow-task round trip on the way to the
@@ -368,8 +374,11 @@ class RunWorkflow:
             if result.finish != "tool_calls":
                 status, reason = RUN_ENDS.get(result.finish, RUN_ENDS["stop"])
                 return _Outcome(status, incomplete_reason=reason, ended=result.ended)
+            last = round_index + 1 == t.max_model_rounds
             try:
-                outcome = await self._tool_round(run, call.tool_step_id, result.tool_calls)
+                outcome, answered_step = await self._tool_round(
+                    run, call.tool_step_id, result.tool_calls, last=last
+                )
             except (ActivityError, ApplicationError) as error:
                 # A local activity of the round (a registered tool with `local=True`, a
                 # search) stopped because the run ended or the worker is stopping.
@@ -439,9 +448,11 @@ class RunWorkflow:
             await workflow.sleep(FILES_PENDING_POLL, summary="wait for the thread's files")
 
     async def _tool_round(
-        self, run: RunInput, step_id: str, calls: list[ToolCallRef]
-    ) -> _Outcome | None:
-        """Answer one round's tool calls; an outcome only if the round ends the run."""
+        self, run: RunInput, step_id: str, calls: list[ToolCallRef], *, last: bool
+    ) -> tuple[_Outcome | None, str | None]:
+        """Answer one round's tool calls: an outcome only if the round ends the run, and the
+        step if the worker answered all its calls and the next round is to complete it (not
+        after the `last` round allowed, which no round follows)."""
         self._client_round = False
         registered = [c for c in calls if c.policy is not None]
         if registered:
@@ -450,22 +461,26 @@ class RunWorkflow:
             )
             for failure in failures:
                 if failure is not None:
-                    return failure
+                    return failure, None
         code_calls = [c for c in calls if c.kind == "code_interpreter"]
         if code_calls:
             # Run in the thread's sandbox session, never by the client (workflows/code_calls.py).
             try:
                 await run_code_calls(run, step_id, code_calls)
             except CodeInterpreterUnavailable as error:
-                return _Outcome("failed", error_code="server_error", error_message=str(error))
+                failed = _Outcome("failed", error_code="server_error", error_message=str(error))
+                return failed, None
         search_calls = [c for c in calls if c.kind == "file_search"]
         if search_calls:
             # Searched by the worker, never the client (workflows/file_search_calls.py).
             search_failure = await run_file_search_calls(run, step_id, search_calls)
             if search_failure is not None:
-                return _Outcome("failed", error_code="server_error", error_message=search_failure)
+                failed = _Outcome("failed", error_code="server_error", error_message=search_failure)
+                return failed, None
         client_calls = [c.call_id for c in calls if c.policy is None and c.kind == "function"]
         if not client_calls:
+            if not last and workflow.patched(TOOL_STEP_IN_NEXT_ROUND):
+                return None, step_id  # the next round's first commit completes the step
             await workflow.execute_local_activity_method(
                 RunStateActivities.complete_tool_step,
                 CompleteStepInput(run_id=run.run_id, step_id=step_id),
@@ -473,7 +488,7 @@ class RunWorkflow:
                 retry_policy=STATE_RETRY,
                 summary="tool outputs recorded",
             )
-            return None
+            return None, None
         self._pending, self._pending_step, self._outputs_applied = client_calls, step_id, False
         self._client_round = True
         action = await workflow.execute_local_activity_method(
@@ -490,12 +505,12 @@ class RunWorkflow:
         )
         if not action.waiting:
             self._pending = None
-            return await self._cancelled()
+            return await self._cancelled(), None
         self._set_status("requires_action")
         self._notify(run, "thread.run.requires_action", action.webhooks)
         # No timer here: the run's expiry timer (in `run`) bounds this wait.
         await workflow.wait_condition(lambda: self._outputs_applied)
-        return None
+        return None, None
 
     async def _run_registered(
         self, run: RunInput, step_id: str, call: ToolCallRef

@@ -147,6 +147,9 @@ class GenerateInput:
     # Tokens already spent by earlier model calls of this run: max_*_tokens apply to the run.
     prompt_tokens_used: int = 0
     completion_tokens_used: int = 0
+    # The tool step of the round before, answered by the worker: the round completes it in its
+    # first commit (since the `tool-step-in-next-round` patch; before it, `complete_tool_step`).
+    completes_step_id: str | None = None
 
 
 # How a model round that called no tools ends the run, by `GenerateResult.finish`: the terminal

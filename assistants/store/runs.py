@@ -322,7 +322,12 @@ class RunStore:
         return await self._db.read(tx)
 
     async def start_round(
-        self, run_id: str, round_key: str, message_id: str, steps: tuple[str, ...] = ()
+        self,
+        run_id: str,
+        round_key: str,
+        message_id: str,
+        steps: tuple[str, ...] = (),
+        completes: str | None = None,
     ) -> RoundStart:
         """The start of a model round in one transaction: `queued → in_progress` (every round
         starts `queued`: after tool outputs the run is `queued` again), the run, and the thread's
@@ -337,9 +342,15 @@ class RunStore:
         A round whose `steps` (its message step and tool step) already exist is `resumed`: an
         earlier attempt wrote output before it died, even when the attempt count cannot say so
         (a local activity's attempts start again at 1 on the worker that replays its workflow).
+
+        `completes`: the tool step of the round before, whose calls the worker answered; it is
+        completed in this commit, whatever the run's status (its outputs are all recorded).
         """
 
         def tx(conn: Connection) -> RoundStart:
+            if completes is not None:
+                run_row(conn, run_id, lock=True)  # the run's lock before its rows, as always
+                complete_step(conn, run_id, completes, int(time.time()))
             status = _mark_in_progress(conn, run_id, round_key)
             row = run_row(conn, run_id)
             if status != "in_progress":
@@ -619,6 +630,20 @@ class RoundStart:
     history: list[StoredRow]
     answered: bool = False
     resumed: bool = False
+
+
+def complete_step(conn: Connection, run_id: str, step_id: str, now: int) -> None:
+    """A tool step whose calls are all answered is `completed` (idempotent). The caller holds
+    the run's lock."""
+    if select_one(conn, run_steps, step_id).status != "in_progress":
+        return
+    conn.execute(
+        update(run_steps)
+        .where(run_steps.c.id == step_id)
+        .values(status="completed", completed_at=now)
+    )
+    step = objects.step(select_one(conn, run_steps, step_id))
+    events.append(conn, run_id, f"step:{step_id}:done", "thread.run.step.completed", step)
 
 
 def _mark_in_progress(conn: Connection, run_id: str, round_key: str) -> str:

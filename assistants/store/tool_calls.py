@@ -34,7 +34,7 @@ from assistants.ids import from_uuid_hex
 from assistants.store import events, file_search, objects
 from assistants.store.db import Database
 from assistants.store.prepared import select_one
-from assistants.store.runs import run_event, run_row, scoped_row
+from assistants.store.runs import complete_step, run_event, run_row, scoped_row
 from assistants.store.tables import messages, run_steps, runs, tool_output_submissions
 from assistants.tool_outputs import submission_problem
 
@@ -224,7 +224,7 @@ class ToolCallStore:
 
         def tx(conn: Connection) -> None:
             run_row(conn, run_id, lock=True)
-            _complete(conn, run_id, step_id, int(time.time()))
+            complete_step(conn, run_id, step_id, int(time.time()))
 
         await self._db.write(tx)
 
@@ -403,7 +403,7 @@ class ToolCallStore:
             conn.execute(
                 update(run_steps).where(run_steps.c.id == step_id).values(step_details=details)
             )
-            _complete(conn, run_id, step_id, now)
+            complete_step(conn, run_id, step_id, now)
             conn.execute(
                 update(runs)
                 .where(runs.c.id == run_id)
@@ -488,18 +488,6 @@ class ToolCallStore:
             return turns
 
         return await self._db.read(tx)
-
-
-def _complete(conn: Connection, run_id: str, step_id: str, now: int) -> None:
-    if select_one(conn, run_steps, step_id).status != "in_progress":
-        return
-    conn.execute(
-        update(run_steps)
-        .where(run_steps.c.id == step_id)
-        .values(status="completed", completed_at=now)
-    )
-    step = objects.step(select_one(conn, run_steps, step_id))
-    events.append(conn, run_id, f"step:{step_id}:done", "thread.run.step.completed", step)
 
 
 def code_interpreter_call(call_id: str, arguments: str) -> JSONDict:

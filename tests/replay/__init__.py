@@ -17,6 +17,8 @@ BEFORE_PATCH_DIRS: dict[str, Path] = {
     "detached-webhooks": HISTORIES_DIR / "before-detached-webhooks",
     # file_search calls were regular activities (`file_search` scheduled, started, completed).
     "file-search-local": HISTORIES_DIR / "before-file-search-local",
+    # A tool step the worker answered was completed by `complete_tool_step` (a local activity).
+    "tool-step-in-next-round": HISTORIES_DIR / "before-tool-step-in-next-round",
 }
 
 # One recorded history per scenario, `histories/<name>.json`; `tests.replay.record` records them
@@ -46,6 +48,15 @@ SCENARIOS: tuple[str, ...] = (
 INGESTION_HISTORIES_DIR = Path(__file__).parent / "ingestion_histories"
 INGESTION_SCENARIOS: tuple[str, ...] = ("ingest_file", "ingest_unsupported", "file_batch", "expiry")
 
+# The scenarios with a tool round the worker answers (registered tools, searches, code).
+TOOL_ROUNDS_ANSWERED_BY_THE_WORKER: tuple[str, ...] = (
+    "registered_tools",
+    "registered_tool_error",
+    "code_interpreter",
+    "file_search",
+    "local_tools",
+)
+
 # The scenarios each `BEFORE_PATCH_DIRS` folder holds: a patch's folder holds the scenarios that
 # take its branch, recorded just before it (a scenario added later has no recording from before
 # the older patches).
@@ -54,6 +65,7 @@ BEFORE_PATCH_SCENARIOS: dict[str, tuple[str, ...]] = {
     "answer-ends-run": SCENARIOS[: SCENARIOS.index("file_search") + 1],
     "detached-webhooks": ("webhooks",),
     "file-search-local": ("file_search",),
+    "tool-step-in-next-round": TOOL_ROUNDS_ANSWERED_BY_THE_WORKER,
 }
 
 # The webhook deliveries' own histories (`WebhookDeliveryWorkflow`), recorded with the run that

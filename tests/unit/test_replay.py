@@ -21,9 +21,16 @@ from tests.replay import (
     DELIVERY_HISTORIES_DIR,
     HISTORIES_DIR,
     SCENARIOS,
+    TOOL_ROUNDS_ANSWERED_BY_THE_WORKER,
 )
 from workflows.file_search_calls import FILE_SEARCH_LOCAL
-from workflows.run import ANSWER_ENDS_RUN, DETACHED_WEBHOOKS, MODEL_ROUND_LOCAL, RunWorkflow
+from workflows.run import (
+    ANSWER_ENDS_RUN,
+    DETACHED_WEBHOOKS,
+    MODEL_ROUND_LOCAL,
+    TOOL_STEP_IN_NEXT_ROUND,
+    RunWorkflow,
+)
 from workflows.webhook_delivery import DELIVERY_WORKFLOW_NAME, WebhookDeliveryWorkflow
 
 RECORD = ".venv/bin/python -m tests.replay.record"
@@ -133,6 +140,21 @@ def test_both_sides_of_the_file_search_patch_are_recorded() -> None:
         assert FILE_SEARCH_LOCAL not in _patches(history), path.name
         assert "file_search" not in _local_activity_types(history), path.name
         assert "file_search" in _activity_types(history), path.name
+
+
+def test_both_sides_of_the_tool_step_patch_are_recorded() -> None:
+    """Since the patch, the round after a tool round the worker answered completes its step
+    (no `complete_tool_step`); before it, a local activity did. Runs whose tool rounds go to
+    the client (or that have none) never reach the patch."""
+    for path in _files():
+        history = _load(path)
+        answered = path.stem in TOOL_ROUNDS_ANSWERED_BY_THE_WORKER
+        assert (TOOL_STEP_IN_NEXT_ROUND in _patches(history)) == answered, path.name
+        assert "complete_tool_step" not in _local_activity_types(history), path.name
+    for path in _files(BEFORE_PATCH_DIRS[TOOL_STEP_IN_NEXT_ROUND]):
+        history = _load(path)
+        assert TOOL_STEP_IN_NEXT_ROUND not in _patches(history), path.name
+        assert "complete_tool_step" in _local_activity_types(history), path.name
 
 
 def test_tools_registered_local_run_as_local_activities() -> None:

@@ -3,6 +3,7 @@ the event log's ordering and idempotency."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -15,7 +16,9 @@ from assistants.errors import InvalidRequest
 from assistants.store import Store
 from assistants.store.events import Batch, append, read
 from assistants.store.migrations import LATEST
+from assistants.store.prepared import select_one
 from assistants.store.runs import RunEnd
+from assistants.store.tables import run_steps
 from assistants.testing.postgres import PostgresCluster
 
 _counter = iter(range(1_000_000))
@@ -184,3 +187,30 @@ async def test_ending_a_run_closes_what_it_left_open_in_one_batch(store: Store) 
         "thread.run.failed",
     ]
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_the_next_round_completes_the_tool_step_in_its_first_commit(store: Store) -> None:
+    """The round after a tool round the worker answered completes that step in the commit that
+    starts it (once, and also when the run is already `cancelling`: the outputs are all in)."""
+    assistant = await store.assistants.create("p", {"model": "m", "tools": [], "metadata": {}})
+    for cancel in (False, True):
+        thread = await store.threads.create("p", {}, None, [])
+        run = await store.runs.create("p", thread["id"], run_fields(assistant["id"]), [])
+        rid, step = run["id"], f"step_tools_{int(cancel)}"
+        await store.runs.start_round(rid, f"r0{step}", f"msg_0{step}")
+        assert await store.tool_calls.begin_step(rid, step)
+        calls = [{"id": "call_1", "name": "get_weather", "arguments": "{}"}]
+        assert await store.tool_calls.store_calls(rid, step, calls, {}) is not None
+        await store.tool_calls.record_output(rid, step, "call_1", "21")
+        if cancel:
+            await store.runs.request_cancel("p", thread["id"], rid)
+        for _ in range(2):  # the activity retried after its commit
+            start = await store.runs.start_round(rid, f"r1{step}", f"msg_1{step}", completes=step)
+            assert start.status == ("cancelling" if cancel else "in_progress")
+        events = await store.db.read(functools.partial(read, run_id=rid))
+        completed = [e for e in events if e.event == "thread.run.step.completed"]
+        assert len(completed) == 1
+        assert json.loads(completed[0].data)["id"] == step
+        assert json.loads(completed[0].data)["status"] == "completed"
+        row = await store.db.read(functools.partial(select_one, table=run_steps, object_id=step))
+        assert row.status == "completed"
