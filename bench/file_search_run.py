@@ -1,6 +1,6 @@
 """What one file_search round adds to a run, at 10k chunks, against the same run without it.
 
-    .venv/bin/python -m bench.file_search_run [--chunks 10000] [--runs 60]
+    .venv/bin/python -m bench.file_search_run [--chunks 10000] [--runs 60] [--skip-local]
 
 The store is loaded before the server starts, with `bench/search.py`'s corpus (real English
 prose: docstrings in 120-220-word windows, embedded with the offline model) and loader, into the
@@ -62,7 +62,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             tooled = await client.beta.assistants.create(model="gpt-4o", tools=weather)
             local_weather: Any = [{"type": "function", "function": {"name": "local_weather"}}]
             local: Any = await client.beta.assistants.create(model="gpt-4o", tools=local_weather)
-            if not await _registered(client, local.id):
+            if args.skip_local or not await _registered(client, local.id):
                 local = None
             for _ in range(5):  # warm up: connections, the store's matrix cache, the model
                 for assistant in (plain, tooled, local, searching):
@@ -128,6 +128,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument(
+        "--skip-local",
+        action="store_true",
+        help="leave the local function tool out (the same kinds as a version without it)",
+    )
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
     print(json.dumps(result, indent=2))

@@ -8,6 +8,11 @@ Measured per workflow: start call → activity running (the floor under time to 
 start call → result (the floor under time to `completed`), plus the Temporal server's CPU per
 workflow.
 
+The floor a run's first token actually rides on: the same with the activity as a local activity
+(as model rounds are), split at the start call's return: the start RPC (the server creates the
+workflow and hands its first task back), then the SDK's own path to the local activity (the
+activation, the workflow code on the SDK's thread, its completion, the activity's dispatch).
+
 Then the floor under a tool round: a workflow whose two activities run one after the other, so
 that the workflow task between them is not handed back eagerly and goes through the history
 shard's transfer queue. It is measured against two servers, the one `dev` runs and one with
@@ -55,6 +60,18 @@ class FloorWorkflow:
     @workflow.run
     async def run(self, key: str) -> str:
         result: str = await workflow.execute_activity(
+            touch, key, start_to_close_timeout=timedelta(seconds=10)
+        )
+        return result
+
+
+@workflow.defn
+class LocalFloorWorkflow:
+    """One local activity, as a run's model round."""
+
+    @workflow.run
+    async def run(self, key: str) -> str:
+        result: str = await workflow.execute_local_activity(
             touch, key, start_to_close_timeout=timedelta(seconds=10)
         )
         return result
@@ -146,6 +163,31 @@ async def _one(client: Client) -> tuple[float, float]:
     return _started.pop(key) - begun, done - begun
 
 
+async def _local(runs: int) -> dict[str, Any]:
+    """Start call → local activity running, and the start RPC's share of it."""
+    rpc: list[float] = []
+    total: list[float] = []
+    async with _floor_stack(LocalFloorWorkflow) as (_, client):
+        for index in range(runs + 10):
+            key = uuid.uuid4().hex
+            begun = time.perf_counter()
+            handle = await client.start_workflow(
+                LocalFloorWorkflow.run, key, id=key, task_queue=QUEUE, request_eager_start=True
+            )
+            returned = time.perf_counter()
+            await handle.result()
+            if index >= 10:  # warm-up
+                rpc.append(returned - begun)
+                total.append(_started.pop(key) - begun)
+            _started.pop(key, None)
+    after_rpc = [t - r for t, r in zip(total, rpc, strict=True)]
+    return {
+        "start_to_local_activity_ms": summary(total),
+        "start_rpc_ms": summary(rpc),
+        "start_return_to_local_activity_ms": summary(after_rpc),
+    }
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     async with _floor_stack(FloorWorkflow) as (server, client):
         for _ in range(10):  # warm-up
@@ -163,6 +205,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*(limited() for _ in range(args.runs)))
         wall = time.perf_counter() - began
         server_cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / args.runs
+    local = await _local(args.runs)
     two_steps = [
         await _two_steps(TEMPORAL_DEFAULT_TRANSFER_POLL_RPS, args.runs // 2),
         await _two_steps(TRANSFER_POLL_RPS, args.runs // 2),
@@ -172,6 +215,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "two_activities_in_sequence": two_steps,
         "start_to_activity_ms": summary([s for s, _ in sequential]),
         "start_to_result_ms": summary([d for _, d in sequential]),
+        "local_activity": local,
         "concurrent": {
             "concurrency": args.concurrency,
             "workflows_per_s": round(args.runs / wall, 1),
