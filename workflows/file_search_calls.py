@@ -7,7 +7,7 @@ deleted) fails the call without retries and ends the run with a clear `last_erro
 Since the `file-search-local` patch each call is a local activity: a search takes milliseconds
 to seconds, and as a regular activity it cost two round trips to the Temporal server (the
 workflow task's completion that schedules it, the activity's completion that schedules the
-next task) and a dispatch through the task queue, about 17 ms on the 2-core machine. A cancelled
+next task) and a dispatch through the task queue, about 18 ms on the 2-core machine. A cancelled
 run stops the search through the worker's run watch (activities/run_watch.py), since the cancel
 signal reaches the workflow only at its next task.
 """
@@ -22,13 +22,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.shared import (
-        RUN_NOT_ACTIVE,
-        WORKER_STOPPING,
-        RunInput,
-        ToolCallInput,
-        ToolCallRef,
-    )
+    from workflows.shared import LOCAL_STOPS, RunInput, ToolCallInput, ToolCallRef
 
 # The patch that made each search a local activity (runs started before it search in regular
 # activities until they end).
@@ -86,10 +80,7 @@ async def run_file_search_calls(
             cause = error.cause if isinstance(error, ActivityError) else error
             if isinstance(cause, CancelledError):
                 raise
-            if isinstance(cause, ApplicationError) and cause.type in (
-                RUN_NOT_ACTIVE,
-                WORKER_STOPPING,
-            ):
+            if isinstance(cause, ApplicationError) and cause.type in LOCAL_STOPS:
                 raise  # the run ended or the worker is stopping: RunWorkflow._stopped
             return cause.message if isinstance(cause, ApplicationError) else str(cause or error)
         return None

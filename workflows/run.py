@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.shared import (
         CANCEL_SIGNAL,
         FILES_PENDING,
+        LOCAL_STOPS,
         RUN_ENDS,
         RUN_NOT_ACTIVE,
         SUBMIT_TOOL_OUTPUTS_UPDATE,
@@ -556,10 +557,7 @@ class RunWorkflow:
             return None
         except (ActivityError, ApplicationError) as error:
             cause = _cause(error)
-            if isinstance(cause, ApplicationError) and cause.type in (
-                RUN_NOT_ACTIVE,
-                WORKER_STOPPING,
-            ):
+            if isinstance(cause, ApplicationError) and cause.type in LOCAL_STOPS:
                 raise  # a local call's stop, not the tool's failure: see `_stopped`
             message = _error_message(error)
         workflow.logger.info(

@@ -15,8 +15,11 @@ CANCEL_SIGNAL = "cancel"
 SUBMIT_TOOL_OUTPUTS_UPDATE = "submit_tool_outputs"
 # Error type of an activity that found its run no longer `in_progress` (a cancel is under way).
 RUN_NOT_ACTIVE = "run_not_active"
-# Error type of a model round stopped because its worker shuts down (after the grace period).
+# Error type of a local activity (a model round, a search, a `local=True` tool) stopped because
+# its worker shuts down (after the grace period).
 WORKER_STOPPING = "worker_stopping"
+# A local activity's stops: not the call's failure, but what `RunWorkflow._stopped` handles.
+LOCAL_STOPS = (RUN_NOT_ACTIVE, WORKER_STOPPING)
 
 
 @dataclass(frozen=True)

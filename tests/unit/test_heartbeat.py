@@ -11,7 +11,14 @@ import time
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.heartbeat import NoLongerWanted, WorkerStopping, heartbeating
+from activities.heartbeat import (
+    CallStopped,
+    NoLongerWanted,
+    WorkerStopping,
+    heartbeating,
+    stoppable,
+)
+from workflows.shared import RUN_NOT_ACTIVE, WORKER_STOPPING
 
 
 def _local() -> ActivityEnvironment:
@@ -83,3 +90,41 @@ async def test_a_cancellation_from_the_workflow_stays_a_cancellation() -> None:
     env.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_stopped_call_is_reported_as_the_stop_the_workflow_handles() -> None:
+    """`stoppable` (a search, a `local=True` tool): the run ended → RUN_NOT_ACTIVE, the worker
+    stops → WORKER_STOPPING, both non-retryable; anything else the body raises passes as is."""
+
+    async def unwanted() -> None:
+        await asyncio.sleep(0.05)
+
+    async def ended() -> str:
+        async with stoppable(unwanted):
+            await asyncio.sleep(30)
+        return "finished"
+
+    with pytest.raises(CallStopped) as stopped:
+        await _local().run(ended)
+    assert stopped.value.type == RUN_NOT_ACTIVE and stopped.value.non_retryable
+
+    async def long_call() -> str:
+        async with stoppable(_wanted_forever, shutdown_grace_s=0.1):
+            await asyncio.sleep(30)
+        return "finished"
+
+    env = _local()
+    task = asyncio.create_task(env.run(long_call))
+    await asyncio.sleep(0.02)
+    env.worker_shutdown()
+    with pytest.raises(CallStopped) as stopping:
+        await task
+    assert stopping.value.type == WORKER_STOPPING and stopping.value.non_retryable
+
+    async def failing() -> str:
+        async with stoppable(_wanted_forever):
+            raise ConnectionError("the backend is down")
+        return "finished"
+
+    with pytest.raises(ConnectionError):
+        await _local().run(failing)
