@@ -183,7 +183,9 @@ class Settings(BaseSettings):
         description="How long a run read from the SDK's `poll` helpers (`create_and_poll`, "
         "`poll`: header `X-Stainless-Poll-Helper`) may wait for the run to settle "
         "(`completed`, `requires_action`, …) before answering with its status as it is; it "
-        "answers the moment the run settles. 0: answer at once, as other reads do.",
+        "answers the moment the run settles. The same for a vector-store file or batch read "
+        "from the SDK's `poll` helpers (until its ingestion ends; re-read every 20 ms). "
+        "0: answer at once, as other reads do.",
     )
     max_request_bytes: int = Field(
         default=32 * 1024 * 1024,

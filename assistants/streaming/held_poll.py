@@ -14,6 +14,12 @@ settles: in this process from the committed events, across processes from the ch
 (SQLite's poller sees the events' names; PostgreSQL notifies a channel of its own). A run's
 message deltas wake nothing; a held poll reads the run when it starts, when the run settles
 (or a change feed reconnected), and once more when its time is up.
+
+The vector-store pollers (`vector_stores.files.poll` until the file leaves `in_progress`,
+`file_batches.poll` until no file of the batch is) send the same header. Their objects have no
+change feed: an ingestion commits in a worker, often another process. A held read of them
+re-reads the object every `REREAD_INTERVAL_S` (an indexed read of one row) instead, so the
+client still learns of the end within tens of milliseconds rather than a poll interval later.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from assistants.store.events import TERMINAL_EVENTS
 from assistants.streaming.notify import RunNotifier
@@ -33,6 +39,9 @@ POLL_HELPER = "x-stainless-poll-helper"
 READ_TIMEOUT = "x-stainless-read-timeout"
 
 Run = dict[str, Any]
+T = TypeVar("T")
+# How often a held read re-reads an object that has no change feed (vector-store files, batches).
+REREAD_INTERVAL_S = 0.02
 
 
 def hold_seconds(headers: Mapping[str, str], hold_ms: int) -> float:
@@ -77,3 +86,27 @@ async def until_settled(
                 await asyncio.wait_for(subscription.settle.wait(), remaining)
             except TimeoutError:
                 return await read()
+
+
+async def until_read_settled(
+    read: Callable[[], Awaitable[T]],
+    settled: Callable[[T], bool],
+    hold_s: float,
+    *,
+    interval_s: float = REREAD_INTERVAL_S,
+    before_wait: Callable[[], None] = lambda: None,
+) -> T:
+    """The object as `read` returns it, once `settled` or after `hold_s`, re-read every
+    `interval_s` meanwhile (for objects without a change feed)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + hold_s
+    found = await read()
+    if not settled(found):
+        before_wait()
+    while not settled(found):
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        await asyncio.sleep(min(interval_s, remaining))
+        found = await read()
+    return found

@@ -1,5 +1,7 @@
 """The SDK's poll helpers against a held poll (assistants/streaming/held_poll.py): they get the
-run the moment it settles, not a poll interval later; plain reads answer at once.
+run the moment it settles, not a poll interval later; plain reads answer at once. Likewise the
+vector-store pollers (`files.upload_and_poll`, `file_batches.upload_and_poll`), whose held
+reads re-read the file or batch until its ingestion ends.
 
 The API and the worker are separate processes here, so what wakes a held poll is the change
 feed (SQLite's poller, PostgreSQL's LISTEN), not an in-process commit.
@@ -15,7 +17,7 @@ import openai
 import pytest
 
 from assistants.devserver import TemporalDevServer
-from assistants.testing.scripted_model import Reply, ScriptedModel, ToolCallSpec
+from assistants.testing.scripted_model import EmbeddingReply, Reply, ScriptedModel, ToolCallSpec
 from tests.conftest import started_stack
 from tests.support.stack import Stack
 
@@ -42,7 +44,13 @@ def held_stack(
         temporal_address=temporal.address,
         model=model,
         tmp_path_factory=tmp_path_factory,
-        overrides={"ASSISTANTS_POLL_HOLD_MS": str(HOLD_MS)},
+        overrides={
+            "ASSISTANTS_POLL_HOLD_MS": str(HOLD_MS),
+            # Embeddings from the scripted endpoint, so a test can make an ingestion slow.
+            "ASSISTANTS_EMBEDDINGS_BASE_URL": model.base_url,
+            "ASSISTANTS_EMBEDDINGS_MODEL": "scripted-embedding",
+            "ASSISTANTS_EMBEDDINGS_DIMENSIONS": "64",
+        },
     ) as stack:
         yield stack
 
@@ -111,3 +119,51 @@ def test_a_plain_read_answers_at_once_and_a_held_one_within_its_bound(
     assert plain_s < 1.0
     assert 1.5 <= held_s < 3.0
     runs.cancel(run.id, thread_id=thread.id)
+
+
+def test_upload_and_poll_returns_when_the_file_is_indexed(
+    client: openai.OpenAI, model: ScriptedModel
+) -> None:
+    store = client.vector_stores.create(name="held")
+    model.enqueue_embeddings(EmbeddingReply(delay=1.0))  # the file's chunks embed for 1 s
+    started = time.monotonic()
+    indexed = client.vector_stores.files.upload_and_poll(
+        vector_store_id=store.id,
+        file=("penguins.txt", b"Emperor penguins breed in the Antarctic winter."),
+        poll_interval_ms=SLOW_POLLING_MS,
+    )
+    elapsed = time.monotonic() - started
+    assert indexed.status == "completed", indexed.last_error
+    # Not a poll interval (8 s) after the first read found it in progress, nor after the hold.
+    assert 1.0 <= elapsed < 5
+
+
+def test_a_plain_file_read_answers_at_once(client: openai.OpenAI, model: ScriptedModel) -> None:
+    store = client.vector_stores.create(name="plain")
+    uploaded = client.files.create(file=("notes.txt", b"Adelie penguins."), purpose="assistants")
+    model.enqueue_embeddings(EmbeddingReply(delay=3.0))
+    client.vector_stores.files.create(vector_store_id=store.id, file_id=uploaded.id)
+    started = time.monotonic()
+    plain = client.vector_stores.files.retrieve(uploaded.id, vector_store_id=store.id)
+    assert plain.status == "in_progress" and time.monotonic() - started < 1.0
+    final = client.vector_stores.files.poll(uploaded.id, vector_store_id=store.id)
+    assert final.status == "completed"
+
+
+def test_batch_upload_and_poll_returns_when_every_file_is_indexed(
+    client: openai.OpenAI, model: ScriptedModel
+) -> None:
+    store = client.vector_stores.create(name="held-batch")
+    model.enqueue_embeddings(EmbeddingReply(delay=1.0), EmbeddingReply(delay=1.0))
+    started = time.monotonic()
+    batch = client.vector_stores.file_batches.upload_and_poll(
+        vector_store_id=store.id,
+        files=[
+            ("a.txt", b"Gentoo penguins are fast swimmers."),
+            ("b.txt", b"King penguins raise one chick at a time."),
+        ],
+        poll_interval_ms=SLOW_POLLING_MS,
+    )
+    elapsed = time.monotonic() - started
+    assert batch.status == "completed" and batch.file_counts.completed == 2
+    assert 1.0 <= elapsed < 6

@@ -7,7 +7,7 @@ import asyncio
 import time
 
 from assistants.store.events import RunEvent
-from assistants.streaming.held_poll import hold_seconds, until_settled
+from assistants.streaming.held_poll import hold_seconds, until_read_settled, until_settled
 from assistants.streaming.notify import RunNotifier
 
 
@@ -101,3 +101,50 @@ async def test_a_settled_run_is_answered_at_once() -> None:
         run.read, notifier, "run_1", 5.0, before_wait=lambda: waited.append(True)
     )
     assert answered["status"] == "failed" and run.reads == 1 and not waited
+
+
+async def test_an_object_without_a_change_feed_is_reread_until_it_settles() -> None:
+    """A vector-store file: re-read every interval, answered at the first read that finds it
+    settled; the request steps aside once, before it starts waiting."""
+    run = Run()  # any object with a status will do
+    asides: list[None] = []
+
+    async def settle_later() -> None:
+        await asyncio.sleep(0.1)
+        run.status = "completed"
+
+    settling = asyncio.create_task(settle_later())
+    started = time.monotonic()
+    found = await until_read_settled(
+        run.read,
+        lambda r: r["status"] != "in_progress",
+        5.0,
+        interval_s=0.01,
+        before_wait=lambda: asides.append(None),
+    )
+    await settling
+    assert found["status"] == "completed"
+    assert 0.09 < time.monotonic() - started < 1.0
+    assert 5 <= run.reads <= 30 and len(asides) == 1
+
+
+async def test_an_object_still_unsettled_is_answered_after_the_hold() -> None:
+    run = Run()
+    started = time.monotonic()
+    found = await until_read_settled(
+        run.read, lambda r: r["status"] != "in_progress", 0.2, interval_s=0.05
+    )
+    assert found["status"] == "in_progress"
+    assert 0.19 < time.monotonic() - started < 1.0
+    settled = Run()
+    settled.status = "failed"
+    asides: list[None] = []
+    assert (
+        await until_read_settled(
+            settled.read,
+            lambda r: r["status"] != "in_progress",
+            5.0,
+            before_wait=lambda: asides.append(None),
+        )
+    )["status"] == "failed"
+    assert settled.reads == 1 and not asides  # settled at once: one read, no wait

@@ -2,21 +2,27 @@
 
 Writes go to the store in one transaction, then the ingestion launcher starts (or cancels) the
 Temporal workflows the write planned. Reads the SDK's pollers make (`files.poll` loops while a
-file is `in_progress`; `file_batches.poll` while `file_counts.in_progress > 0`) carry
-`openai-poll-after-ms`, so they wait that long between GETs instead of the SDK's default second.
+file is `in_progress`; `file_batches.poll` while `file_counts.in_progress > 0`) are held until
+the object settles (up to `poll_hold_ms`), and carry `openai-poll-after-ms`, so that a poller
+whose read was not held waits that long between GETs instead of the SDK's default second.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from assistants.api.admission import step_aside
 from assistants.api.context import Services, services
 from assistants.api.http import json_body, ok, page_params, project
 from assistants.api.vector_store_schemas import (
     AttributesUpdate,
     FileBatchCreate,
+    JSONDict,
     VectorStoreCreate,
     VectorStoreFileCreate,
     VectorStoreModify,
@@ -27,10 +33,27 @@ from assistants.requests import dump_optional, parse
 from assistants.retrieval import embedder_from_settings
 from assistants.store.vector_store_files import STATUSES, FileSpec
 from assistants.store.vector_stores import Embedding
+from assistants.streaming.held_poll import hold_seconds, until_read_settled
 
 
 def _poll_headers(svc: Services) -> dict[str, str]:
     return {"openai-poll-after-ms": str(svc.settings.poll_after_ms)}
+
+
+async def _held(
+    request: Request,
+    svc: Services,
+    read: Callable[[], Awaitable[JSONDict]],
+    settled: Callable[[JSONDict], bool],
+) -> JSONDict:
+    """A read from the SDK's poll helpers waits, up to `poll_hold_ms`, for the object to settle
+    (assistants/streaming/held_poll.py); any other read answers at once."""
+    hold_s = hold_seconds(request.headers, svc.settings.poll_hold_ms)
+    if not hold_s:
+        return await read()
+    return await until_read_settled(
+        read, settled, hold_s, before_wait=lambda: step_aside(request.scope)
+    )
 
 
 def _status_filter(request: Request) -> str | None:
@@ -136,7 +159,10 @@ async def list_files(request: Request) -> Response:
 
 async def retrieve_file(request: Request) -> Response:
     svc, p = services(request), request.path_params
-    found = await svc.store.vector_store_files.get_file(project(request), p["vs_id"], p["file_id"])
+    read = functools.partial(
+        svc.store.vector_store_files.get_file, project(request), p["vs_id"], p["file_id"]
+    )
+    found = await _held(request, svc, read, lambda f: f["status"] != "in_progress")
     return ok(found, _poll_headers(svc))
 
 
@@ -213,8 +239,10 @@ async def create_batch(request: Request) -> Response:
 
 async def retrieve_batch(request: Request) -> Response:
     svc, p = services(request), request.path_params
-    files = svc.store.vector_store_files
-    batch = await files.get_batch(project(request), p["vs_id"], p["batch_id"])
+    read = functools.partial(
+        svc.store.vector_store_files.get_batch, project(request), p["vs_id"], p["batch_id"]
+    )
+    batch = await _held(request, svc, read, lambda b: b["file_counts"]["in_progress"] == 0)
     return ok(batch, _poll_headers(svc))
 
 
