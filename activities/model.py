@@ -159,6 +159,16 @@ class ModelActivities:
         )
         run = start.run
         if start.status != "in_progress":
+            if call.tool_step_id and start.status in ("requires_action", "completed", "incomplete"):
+                # As a local activity: an earlier attempt stored this round's calls and the same
+                # workflow task went on (to `requires_action`, or through the calls, run as
+                # local activities, to a later round whose answer ended the run), then the
+                # worker died before Temporal recorded that task. Report the calls it stored:
+                # the calls find their outputs recorded, and the later round finds its answer.
+                # Checked before `answered`, which a round's text before its calls also meets.
+                earlier = await self._earlier_calls(call.tool_step_id, run.tools)
+                if earlier is not None:
+                    return earlier
             if start.answered:
                 # An earlier attempt stored the answer and ended the run, then its worker died
                 # before Temporal heard of it: report what it did.
@@ -167,13 +177,6 @@ class ModelActivities:
                 )
                 ended = self._ended(run, run.status, hooks)
                 return dataclasses.replace(_answered(call, run), ended=ended)
-            if start.status == "requires_action" and call.tool_step_id:
-                # As a local activity: an earlier attempt stored this round's calls and the same
-                # workflow task moved the run on to `requires_action`, then the worker died
-                # before Temporal recorded that task. Report the calls it stored.
-                earlier = await self._earlier_calls(call.tool_step_id, run.tools)
-                if earlier is not None:
-                    return earlier
             raise ApplicationError(
                 "the run is no longer in progress", type=RUN_NOT_ACTIVE, non_retryable=True
             )

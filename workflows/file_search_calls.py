@@ -8,8 +8,8 @@ Since the `file-search-local` patch each call is a local activity: a search take
 to seconds, and as a regular activity it cost two round trips to the Temporal server (the
 workflow task's completion that schedules it, the activity's completion that schedules the
 next task) and a dispatch through the task queue, about 18 ms on the 2-core machine. A cancelled
-run stops the search through the worker's run watch (activities/run_watch.py), since the cancel
-signal reaches the workflow only at its next task.
+run stops a search waiting on the embedding service through the worker's run watch
+(activities/run_watch.py), since the cancel signal reaches the workflow only at its next task.
 """
 
 from __future__ import annotations
@@ -85,5 +85,9 @@ async def run_file_search_calls(
             return cause.message if isinstance(cause, ApplicationError) else str(cause or error)
         return None
 
-    failures = await asyncio.gather(*(one(c) for c in calls))
-    return next((f for f in failures if f is not None), None)
+    # Every search settles before a stop propagates (none is left running after the run ends).
+    settled = await asyncio.gather(*(one(c) for c in calls), return_exceptions=True)
+    for outcome in settled:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return next((f for f in settled if isinstance(f, str)), None)

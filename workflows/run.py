@@ -457,11 +457,17 @@ class RunWorkflow:
         self._client_round = False
         registered = [c for c in calls if c.policy is not None]
         if registered:
-            failures = await asyncio.gather(
-                *(self._run_registered(run, step_id, c) for c in registered)
+            # Every call settles before a local call's stop propagates: a sibling left running
+            # would write its output after the run's terminal event.
+            settled = await asyncio.gather(
+                *(self._run_registered(run, step_id, c) for c in registered),
+                return_exceptions=True,
             )
-            for failure in failures:
-                if failure is not None:
+            for outcome in settled:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            for failure in settled:
+                if isinstance(failure, _Outcome):
                     return failure, None
         code_calls = [c for c in calls if c.kind == "code_interpreter"]
         if code_calls:

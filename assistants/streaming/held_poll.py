@@ -18,8 +18,10 @@ message deltas wake nothing; a held poll reads the run when it starts, when the 
 The vector-store pollers (`vector_stores.files.poll` until the file leaves `in_progress`,
 `file_batches.poll` until no file of the batch is) send the same header. Their objects have no
 change feed: an ingestion commits in a worker, often another process. A held read of them
-re-reads the object every `REREAD_INTERVAL_S` (an indexed read of one row) instead, so the
-client still learns of the end within tens of milliseconds rather than a poll interval later.
+re-reads the object instead (an indexed read of its row; a batch's also counts its files),
+first after `REREAD_INTERVAL_S`, then backing off to `MAX_REREAD_INTERVAL_S`, the SDK's own
+cadence: a short ingestion is seen ending within tens of milliseconds, and a long one costs
+about the reads the SDK's unheld polls would have, without their requests.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ Run = dict[str, Any]
 T = TypeVar("T")
 # How often a held read re-reads an object that has no change feed (vector-store files, batches).
 REREAD_INTERVAL_S = 0.02
+MAX_REREAD_INTERVAL_S = 0.1
 
 
 def hold_seconds(headers: Mapping[str, str], hold_ms: int) -> float:
@@ -96,8 +99,8 @@ async def until_read_settled(
     interval_s: float = REREAD_INTERVAL_S,
     before_wait: Callable[[], None] = lambda: None,
 ) -> T:
-    """The object as `read` returns it, once `settled` or after `hold_s`, re-read every
-    `interval_s` meanwhile (for objects without a change feed)."""
+    """The object as `read` returns it, once `settled` or after `hold_s`, re-read meanwhile
+    after `interval_s`, then less often (for objects without a change feed)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + hold_s
     found = await read()
@@ -108,5 +111,6 @@ async def until_read_settled(
         if remaining <= 0:
             break
         await asyncio.sleep(min(interval_s, remaining))
+        interval_s = min(interval_s * 1.5, max(interval_s, MAX_REREAD_INTERVAL_S))
         found = await read()
     return found

@@ -170,6 +170,52 @@ async def test_a_local_round_rerun_after_requires_action_reports_its_stored_call
     assert run["status"] == "requires_action"
 
 
+async def test_a_local_round_rerun_after_a_later_round_ended_the_run_reports_its_calls(
+    store: Store, scripted: ScriptedModel
+) -> None:
+    """With the calls run as local activities, a round, its calls and the next round (whose
+    answer ends the run) run in one workflow task. A worker that dies before Temporal records
+    it leaves the run `completed`, and the first round runs again on the next worker: it
+    reports the calls it stored (not its text before them as the answer, not a stopped run),
+    and the model is not called again."""
+    weather = {
+        "type": "function",
+        "function": {"name": "get_temperature", "parameters": {"type": "object"}},
+    }
+    scripted.enqueue(
+        Reply(text="Let me check.", tool_calls=[ToolCallSpec("get_temperature", "{}")]),
+        Reply(text="It is 4 degrees in Oslo."),
+    )
+    activities = ModelActivities(store, OpenAICompatibleBackend(scripted.base_url, "k"))
+    run_id, thread_id = await _queued_run(store, tools=[weather])
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, is_local=True)
+
+    first = await env.run(activities.generate, _call(run_id))
+    assert first.finish == "tool_calls"
+    (ref,) = first.tool_calls
+    await store.tool_calls.record_output(run_id, "step_b", ref.call_id, "4")
+    second_call = GenerateInput(
+        run_id=run_id,
+        step_id="step_c",
+        message_id="msg_c",
+        tool_step_id="step_d",
+        round_index=1,
+        completes_step_id="step_b",
+    )
+    answer = await env.run(activities.generate, second_call)
+    assert answer.finish == "stop" and answer.ended is not None
+    written = await _counts(store, run_id)
+
+    again = await env.run(activities.generate, _call(run_id))
+    assert again == first
+    assert await env.run(activities.generate, second_call) == answer
+    assert len(scripted.requests) == 2
+    assert await _counts(store, run_id) == written
+    run = await store.runs.get("p", thread_id, run_id)
+    assert run["status"] == "completed"
+
+
 async def test_one_watch_reads_the_status_of_every_watched_run_in_one_query(store: Store) -> None:
     """The worker's run watch (activities/run_watch.py): however many rounds wait, one read per
     interval; a run that leaves `in_progress` (or no longer exists) releases only its waiters."""
