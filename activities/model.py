@@ -20,7 +20,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.heartbeat import NoLongerWanted, WorkerStopping, heartbeating
+from activities.heartbeat import CallStopped, stoppable
 from activities.images import ImageInliner
 from activities.messages import MessageWriter, RunNoLongerActive
 from activities.run_watch import WATCH_INTERVAL_S, RunWatch
@@ -41,7 +41,6 @@ from workflows.shared import (
     FILES_PENDING,
     RUN_ENDS,
     RUN_NOT_ACTIVE,
-    WORKER_STOPPING,
     FinishResult,
     GenerateInput,
     GenerateResult,
@@ -289,8 +288,8 @@ class ModelActivities:
         bound.info("model call", model=run.model, attempt=attempt)
         started = time.monotonic()
         try:
-            async with heartbeating(
-                unwanted=lambda: self._watch.ended(call.run_id),
+            async with stoppable(
+                lambda: self._watch.ended(call.run_id),
                 shutdown_grace_s=self._shutdown_grace_s,
             ):
                 async for chunk in self._backend.stream(request):
@@ -316,15 +315,14 @@ class ModelActivities:
                 result.usage.completion_tokens,
             )
             return result
-        except (RunNoLongerActive, NoLongerWanted):
+        except CallStopped as stopped:
+            # The run's watch or the worker's shutdown stopped the call (`stoppable`).
+            bound.info("model call stopped", reason=stopped.type)
+            raise
+        except RunNoLongerActive:
             bound.info("run no longer in progress; model call stopped")
             raise ApplicationError(
                 "the run is no longer in progress", type=RUN_NOT_ACTIVE, non_retryable=True
-            ) from None
-        except WorkerStopping:
-            bound.info("worker stopping; model call stopped, handed to another worker")
-            raise ApplicationError(
-                "the worker is stopping", type=WORKER_STOPPING, non_retryable=True
             ) from None
         except BackendError as error:
             bound.warning(

@@ -22,7 +22,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.shared import LOCAL_STOPS, RunInput, ToolCallInput, ToolCallRef
+    from workflows.calls import cause, execute, stop_of
+    from workflows.shared import RunInput, ToolCallInput, ToolCallRef
 
 # The patch that made each search a local activity (runs started before it search in regular
 # activities until they end).
@@ -56,33 +57,22 @@ async def run_file_search_calls(
             request_id=run.request_id,
         )
         try:
-            if local:
-                await workflow.execute_local_activity(
-                    "file_search",
-                    search,
-                    start_to_close_timeout=SEARCH_TIMEOUT,
-                    retry_policy=SEARCH_RETRY,
-                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    summary="file_search",
-                )
-            else:
-                await workflow.execute_activity(
-                    "file_search",
-                    search,
-                    start_to_close_timeout=SEARCH_TIMEOUT,
-                    heartbeat_timeout=SEARCH_HEARTBEAT,
-                    retry_policy=SEARCH_RETRY,
-                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    summary="file_search",
-                )
+            await execute(
+                "file_search",
+                search,
+                local=local,
+                start_to_close=SEARCH_TIMEOUT,
+                heartbeat=SEARCH_HEARTBEAT,
+                retry=SEARCH_RETRY,
+                summary="file_search",
+            )
         except (ActivityError, ApplicationError) as error:
-            # A local activity's final failure arrives as its own ApplicationError.
-            cause = error.cause if isinstance(error, ActivityError) else error
-            if isinstance(cause, CancelledError):
-                raise
-            if isinstance(cause, ApplicationError) and cause.type in LOCAL_STOPS:
-                raise  # the run ended or the worker is stopping: RunWorkflow._stopped
-            return cause.message if isinstance(cause, ApplicationError) else str(cause or error)
+            failure = cause(error)
+            if isinstance(failure, CancelledError) or stop_of(error) is not None:
+                raise  # cancelled, or the run ended or the worker is stopping: RunWorkflow
+            if isinstance(failure, ApplicationError):
+                return failure.message
+            return str(failure or error)
         return None
 
     # Every search settles before a stop propagates (none is left running after the run ends).

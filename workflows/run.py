@@ -38,13 +38,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.tools import TOOL_ERROR, ToolActivities
     from assistants.ids import from_uuid_hex
     from assistants.tool_outputs import submission_problem
+    from workflows.calls import cause, execute, stop_of
     from workflows.code_calls import CodeInterpreterUnavailable, run_code_calls
     from workflows.file_search_calls import run_file_search_calls
     from workflows.search_attributes import RUN_STATUS, run_attributes
     from workflows.shared import (
         CANCEL_SIGNAL,
         FILES_PENDING,
-        LOCAL_STOPS,
         RUN_ENDS,
         RUN_NOT_ACTIVE,
         SUBMIT_TOOL_OUTPUTS_UPDATE,
@@ -370,7 +370,7 @@ class RunWorkflow:
                 stopped = await self._stopped(error)
                 if stopped is not None:
                     return stopped
-                return _failure(_cause(error), error)
+                return _failure(cause(error), error)
             self._usage.add(result.usage)
             if result.finish != "tool_calls":
                 status, reason = RUN_ENDS.get(result.finish, RUN_ENDS["stop"])
@@ -401,10 +401,10 @@ class RunWorkflow:
         no longer in progress: the cancel signal is on its way. Its worker is stopping: this
         workflow task fails (not the run), so nothing of it is recorded, and Temporal gives the
         task to another worker at once, which runs the activity again."""
-        cause = _cause(error)
-        if isinstance(cause, ApplicationError) and cause.type == RUN_NOT_ACTIVE:
+        stop = stop_of(error)
+        if stop == RUN_NOT_ACTIVE:
             return await self._cancelled()
-        if isinstance(cause, ApplicationError) and cause.type == WORKER_STOPPING:
+        if stop == WORKER_STOPPING:
             raise HandOver("the worker stopped during a local activity") from None
         return None
 
@@ -416,32 +416,23 @@ class RunWorkflow:
             maximum_attempts=t.retry_max_attempts,
         )
         while True:
-            if workflow.patched(MODEL_ROUND_LOCAL) and local:
-                # A local activity: it runs inside the workflow task that scheduled it, so the
-                # first round starts in the eagerly returned first task without a round trip to
-                # the server, and a plain run is one workflow task with no activity events.
-                # Its worker holds the task meanwhile (the SDK heartbeats it), so a cancel
-                # signal reaches this code only at the next task: the activity watches the
-                # store's `cancelling` itself. A dead worker's round runs again after the
-                # workflow-task timeout, and finds in the store what it had written.
-                result = await workflow.execute_local_activity_method(
-                    ModelActivities.generate,
-                    call,
-                    start_to_close_timeout=timedelta(seconds=t.model_call_s),
-                    retry_policy=retry,
-                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    summary=f"call model {run.model}",
-                )
-            else:  # and runs started before MODEL_ROUND_LOCAL (tests/replay/README.md)
-                result = await workflow.execute_activity_method(
-                    ModelActivities.generate,
-                    call,
-                    start_to_close_timeout=timedelta(seconds=t.model_call_s),
-                    heartbeat_timeout=timedelta(seconds=t.model_heartbeat_s),
-                    retry_policy=retry,
-                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    summary=f"call model {run.model}",
-                )
+            # A local activity runs inside the workflow task that scheduled it, so the first
+            # round starts in the eagerly returned first task without a round trip to the
+            # server, and a plain run is one workflow task with no activity events. Its worker
+            # holds the task meanwhile (the SDK heartbeats it), so a cancel signal reaches this
+            # code only at the next task: the activity watches the store's `cancelling` itself.
+            # A dead worker's round runs again after the workflow-task timeout, and finds in the
+            # store what it had written. Runs started before MODEL_ROUND_LOCAL call the model
+            # as a regular activity (tests/replay/README.md).
+            result: GenerateResult = await execute(
+                ModelActivities.generate,
+                call,
+                local=workflow.patched(MODEL_ROUND_LOCAL) and local,
+                start_to_close=timedelta(seconds=t.model_call_s),
+                heartbeat=timedelta(seconds=t.model_heartbeat_s),
+                retry=retry,
+                summary=f"call model {run.model}",
+            )
             if result.finish != FILES_PENDING:
                 return result
             # file_search: the thread's store still ingests attached files (the activity bounds
@@ -538,32 +529,21 @@ class RunWorkflow:
             non_retryable_error_types=[TOOL_ERROR],
         )
         try:
-            if policy.local:
-                # `@function_tool(local=True)`: inside this workflow task, with no round trip to
-                # the server to schedule the call or to report its output (the policy was
-                # recorded with the model round's result, so a replay takes the same branch).
-                await workflow.execute_local_activity_method(
-                    ToolActivities.run_tool,
-                    tool_call,
-                    start_to_close_timeout=timedelta(seconds=policy.timeout_s),
-                    retry_policy=retry,
-                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    summary=f"run tool {call.name}",
-                )
-            else:
-                await workflow.execute_activity_method(
-                    ToolActivities.run_tool,
-                    tool_call,
-                    start_to_close_timeout=timedelta(seconds=policy.timeout_s),
-                    heartbeat_timeout=timedelta(seconds=policy.heartbeat_timeout_s),
-                    retry_policy=retry,
-                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    summary=f"run tool {call.name}",
-                )
+            # `@function_tool(local=True)`: inside this workflow task, with no round trip to the
+            # server to schedule the call or to report its output (the policy was recorded with
+            # the model round's result, so a replay takes the same branch).
+            await execute(
+                ToolActivities.run_tool,
+                tool_call,
+                local=policy.local,
+                start_to_close=timedelta(seconds=policy.timeout_s),
+                heartbeat=timedelta(seconds=policy.heartbeat_timeout_s),
+                retry=retry,
+                summary=f"run tool {call.name}",
+            )
             return None
         except (ActivityError, ApplicationError) as error:
-            cause = _cause(error)
-            if isinstance(cause, ApplicationError) and cause.type in LOCAL_STOPS:
+            if stop_of(error) is not None:
                 raise  # a local call's stop, not the tool's failure: see `_stopped`
             message = _error_message(error)
         workflow.logger.info(
@@ -599,19 +579,13 @@ class RunWorkflow:
         return from_uuid_hex(prefix, workflow.uuid4().hex)
 
 
-def _cause(error: ActivityError | ApplicationError) -> BaseException | None:
-    """A local activity's final failure arrives as its own ApplicationError; a regular
-    activity's (and a local one's timeout or cancellation) wrapped in ActivityError."""
-    return error.cause if isinstance(error, ActivityError) else error
-
-
 def _error_message(error: ActivityError | ApplicationError) -> str:
-    cause = _cause(error)
-    if isinstance(cause, ApplicationError):
-        return cause.message
-    if isinstance(cause, TimeoutError):
+    failure = cause(error)
+    if isinstance(failure, ApplicationError):
+        return failure.message
+    if isinstance(failure, TimeoutError):
         return "The call timed out."
-    return str(cause or error)
+    return str(failure or error)
 
 
 def _failure(cause: BaseException | None, error: Exception) -> _Outcome:
